@@ -1,0 +1,22 @@
+//! The `nucleus` binary: parse the command line and dispatch.
+
+use clap::Parser;
+
+use nucleus::cli::{Cli, Command};
+
+fn main() {
+    // `__init` must stay single-threaded and touch nothing before it reads its spec.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "__init") {
+        std::process::exit(nucleus::init::main());
+    }
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Run(args) => nucleus::run::main(args, cli.verbose),
+        Command::Profile(cmd) => nucleus::seccomp::report::main(cmd),
+        Command::Manifest(args) => nucleus::context::manifest_command(args),
+        Command::Doctor(args) => nucleus::doctor::main(args),
+        Command::Audit(cmd) => nucleus::telemetry::audit_log::main(cmd),
+        Command::Init => nucleus::init::main(),
+    };
+    std::process::exit(code);
+}

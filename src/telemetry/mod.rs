@@ -1,0 +1,3 @@
+//! Usage sampling, the event sink (`--events`), audit logs and diagnostic logging.
+
+pub mod audit_log;
