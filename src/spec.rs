@@ -46,6 +46,9 @@ pub struct ContextSpec {
     pub tmpfs_size_bytes: u64,
     /// Refuse to start unless the tree's root hash equals this.
     pub expect_root_hash: Option<String>,
+    /// Refuse to start unless the tree matches this manifest (JSON text of `nucleus manifest --json`).
+    #[serde(default)]
+    pub expect_manifest: Option<String>,
     /// Host directory that receives the files the sandbox changed.
     pub save_changes: Option<PathBuf>,
 }
