@@ -99,6 +99,9 @@ pub struct SandboxArgs {
     /// Usage sampling interval in milliseconds.
     #[arg(long, value_name = "MS")]
     pub sample_interval_ms: Option<u64>,
+    /// Bind a host path read-only into the sandbox: HOST or HOST:INSIDE (repeatable), e.g. a toolchain.
+    #[arg(long = "ro-bind", value_name = "HOST[:INSIDE]")]
+    pub ro_bind: Vec<String>,
     /// Extra environment variable for the workload, KEY=VALUE (repeatable).
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,

@@ -1,0 +1,160 @@
+//! Typed, length-prefixed messages between the supervisor and `__init` over a SOCK_SEQPACKET pair.
+//!
+//! Each datagram is `u32 little-endian length` + JSON body, optionally carrying one fd (SCM_RIGHTS).
+//! SEQPACKET keeps datagrams whole, so PID 1 and the outer init may both write without interleaving.
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+use nix::sys::socket::{
+    ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg, sendmsg, socketpair,
+};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::spec::SandboxSpec;
+
+/// Largest message accepted; a spec with a big profile is well below this.
+const MAX_MESSAGE: usize = 1 << 20;
+
+/// Supervisor → `__init`.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ToInit {
+    /// The sandbox to build.
+    Start(Box<SandboxSpec>),
+    /// The uid/gid maps of the new user namespace are written.
+    IdsMapped,
+}
+
+/// `__init` (outer process or PID 1) → supervisor.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum FromInit {
+    /// The user namespace exists; the supervisor must write its id maps.
+    UserNamespaceReady,
+    /// PID 1 of the sandbox, as a host pid (signals are forwarded to it).
+    Pid1Started {
+        /// Host pid of PID 1.
+        host_pid: i32,
+    },
+    /// A hardening step completed.
+    Audit {
+        /// snake_case step name.
+        event: String,
+        /// Step details.
+        detail: serde_json::Value,
+    },
+    /// The context's overlay upper directory (fd attached), for the change report.
+    ContextUpper,
+    /// The master side of the sandbox's console (fd attached).
+    Console,
+    /// The seccomp notification listener (fd attached).
+    SeccompListener,
+    /// The workload process runs the command.
+    WorkloadStarted,
+    /// A setup step failed; the sandbox does not start.
+    Failed(SetupFailure),
+    /// The workload ended.
+    Exited {
+        /// Exit code, or None when killed by a signal.
+        code: Option<i32>,
+        /// The killing signal.
+        signal: Option<i32>,
+    },
+}
+
+/// A failed setup step, reported to the user by the supervisor.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SetupFailure {
+    /// snake_case name of the step, e.g. `pivot_root`.
+    pub step: String,
+    /// The errno, when a syscall failed.
+    pub errno: Option<i32>,
+    /// What went wrong.
+    pub message: String,
+    /// What the user can do about it.
+    pub hint: String,
+    /// Exit code for `run`: 125 (nucleus failed), 126 (cannot execute) or 127 (not found).
+    pub exit_code: i32,
+}
+
+/// A connected pair: (supervisor end, init end). Both are close-on-exec.
+pub fn channel() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(socketpair(
+        nix::sys::socket::AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?)
+}
+
+/// Send one message, with an optional fd.
+pub fn send<T: Serialize>(sock: BorrowedFd<'_>, msg: &T, fd: Option<BorrowedFd<'_>>) -> io::Result<()> {
+    let body = serde_json::to_vec(msg).map_err(io::Error::other)?;
+    let len = u32::try_from(body.len()).map_err(io::Error::other)?.to_le_bytes();
+    let iov = [IoSlice::new(&len), IoSlice::new(&body)];
+    let fds: Vec<RawFd> = fd.iter().map(|f| f.as_raw_fd()).collect();
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
+    sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None)?;
+    Ok(())
+}
+
+/// Receive one message and its fd; `Ok(None)` when the peer closed the channel.
+pub fn recv<T: DeserializeOwned>(sock: BorrowedFd<'_>) -> io::Result<Option<(T, Option<OwnedFd>)>> {
+    let mut buf = vec![0u8; MAX_MESSAGE];
+    let mut cmsg_space = nix::cmsg_space!([RawFd; 1]);
+    let (bytes, fd) = {
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let msg = recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg_space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )?;
+        let mut fd = None;
+        for cmsg in msg.cmsgs()? {
+            if let ControlMessageOwned::ScmRights(fds) = cmsg {
+                for raw in fds {
+                    fd.get_or_insert(crate::sys::adopt_received_fd(raw));
+                }
+            }
+        }
+        (msg.bytes, fd)
+    };
+    if bytes == 0 {
+        return Ok(None);
+    }
+    let header: [u8; 4] = buf
+        .get(..4)
+        .and_then(|h| h.try_into().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "short ipc header"))?;
+    let len = u32::from_le_bytes(header) as usize;
+    let body = buf
+        .get(4..4 + len)
+        .filter(|_| bytes == 4 + len)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "ipc length mismatch"))?;
+    let msg = serde_json::from_slice(body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    Ok(Some((msg, fd)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsFd;
+
+    use super::*;
+
+    #[test]
+    fn messages_and_fds_round_trip() {
+        let (a, b) = channel().expect("socketpair");
+        let file = std::fs::File::open("/dev/null").expect("open");
+        send(a.as_fd(), &FromInit::SeccompListener, Some(file.as_fd())).expect("send");
+        send(a.as_fd(), &FromInit::Pid1Started { host_pid: 42 }, None).expect("send");
+        let (first, fd) = recv::<FromInit>(b.as_fd()).expect("recv").expect("message");
+        assert!(matches!(first, FromInit::SeccompListener));
+        assert!(fd.is_some());
+        let (second, fd) = recv::<FromInit>(b.as_fd()).expect("recv").expect("message");
+        assert!(matches!(second, FromInit::Pid1Started { host_pid: 42 }));
+        assert!(fd.is_none());
+        drop(a);
+        assert!(recv::<FromInit>(b.as_fd()).expect("recv").is_none());
+    }
+}

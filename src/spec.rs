@@ -33,6 +33,8 @@ pub struct SandboxSpec {
     pub id_map: IdMap,
     /// Cgroup limits (applied by the supervisor, reported by both sides).
     pub limits: Limits,
+    /// Extra read-only binds: (host path, path inside).
+    pub ro_binds: Vec<(PathBuf, PathBuf)>,
 }
 
 /// How the context directory is presented at `/context`.

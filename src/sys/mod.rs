@@ -14,3 +14,29 @@ pub fn landlock_abi_version() -> Option<u32> {
     };
     u32::try_from(ret).ok().filter(|v| *v > 0)
 }
+
+pub mod caps;
+pub mod context;
+pub mod mount;
+pub mod net;
+pub mod seccomp;
+pub mod probe;
+pub mod process;
+pub mod tty;
+
+/// Take ownership of a descriptor that the kernel just installed in our table (SCM_RIGHTS).
+///
+/// Only for fds received from the kernel that nothing else refers to.
+pub(crate) fn adopt_received_fd(raw: std::os::fd::RawFd) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: callers pass a descriptor freshly created by recvmsg; no other owner exists.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) }
+}
+
+/// Take ownership of a descriptor inherited at a fixed number (the `__init` channel).
+pub(crate) fn adopt_inherited_fd(raw: std::os::fd::RawFd) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: the supervisor places the channel at this number before exec and nothing else in
+    // `__init` refers to it.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) }
+}

@@ -1,0 +1,176 @@
+//! PID 1 of the sandbox: builds the root, starts the workload, reaps zombies, forwards signals and
+//! reports the workload's exit.
+
+use std::fs;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{Pid, chdir, pivot_root, sethostname};
+use serde_json::json;
+
+use super::error::{SetupError, Step, StepContext, StepResult};
+use super::rootfs::{self, HostLayout};
+use super::{audit, report_failure, workload};
+use crate::ipc::{self, FromInit};
+use crate::spec::{NetworkMode, SandboxSpec};
+use crate::sys;
+
+/// Run PID 1; never returns.
+pub fn main(spec: &SandboxSpec, ipc: BorrowedFd<'_>, outer_alive: OwnedFd) -> ! {
+    let code = match run(spec, ipc, outer_alive) {
+        Ok(code) => code,
+        Err(err) => {
+            report_failure(ipc, &err);
+            err.exit_code
+        }
+    };
+    sys::process::exit_now(code)
+}
+
+fn run(spec: &SandboxSpec, ipc: BorrowedFd<'_>, outer_alive: OwnedFd) -> StepResult<i32> {
+    // Why first: if the outer init is gone, nobody would ever reap or stop this sandbox.
+    die_with_outer_init(&outer_alive)?;
+    // Why: a non-dumpable PID 1 cannot be ptraced, and its /proc entries (fds!) are root-only.
+    sys::process::set_non_dumpable().step(Step::DieWithParent, "prctl(PR_SET_DUMPABLE)")?;
+
+    build_root(spec, ipc)?;
+    sethostname(&spec.hostname).step(Step::Hostname, "sethostname")?;
+    if spec.network == NetworkMode::None {
+        sys::net::loopback_up().step(Step::Loopback, "SIOCSIFFLAGS lo")?;
+    }
+    chdir("/context").step(Step::PivotRoot, "chdir /context")?;
+
+    let console = if spec.tty { Some(open_console(ipc)?) } else { None };
+    let prepared = workload::prepare(spec, console, ipc)?;
+
+    // Block every signal before the workload exists: they are read from a signalfd and forwarded.
+    let all = SigSet::all();
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), None).step(Step::SpawnWorkload, "sigprocmask")?;
+    let signals = SignalFd::with_flags(&all, SfdFlags::SFD_CLOEXEC).step(Step::SpawnWorkload, "signalfd")?;
+
+    let child = workload::spawn(prepared, ipc)?;
+    hand_over_listener(ipc)?;
+    let _ = ipc::send(ipc, &FromInit::WorkloadStarted, None);
+    Ok(supervise(Pid::from_raw(child), &signals, ipc))
+}
+
+/// PDEATHSIG, then make sure the outer init did not die before it was armed.
+fn die_with_outer_init(outer_alive: &OwnedFd) -> StepResult<()> {
+    // SIGKILL when the outer init (our parent, outside this pid namespace) dies.
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).step(Step::DieWithParent, "PR_SET_PDEATHSIG")?;
+    let mut fds = [PollFd::new(outer_alive.as_fd(), PollFlags::POLLIN)];
+    poll(&mut fds, PollTimeout::ZERO).step(Step::DieWithParent, "poll")?;
+    if fds[0].revents().is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLIN)) {
+        return Err(SetupError::other(Step::DieWithParent, "the outer init exited before PID 1 started"));
+    }
+    Ok(())
+}
+
+/// Assemble the new root under a staging tmpfs, then pivot into it and detach the host.
+fn build_root(spec: &SandboxSpec, ipc: BorrowedFd<'_>) -> StepResult<()> {
+    let none: Option<&str> = None;
+    // Why: nothing we mount may propagate back to the host's mount namespace.
+    mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none).step(Step::PrivateMounts, "mount --make-rprivate /")?;
+
+    // Stage on a tmpfs over /tmp and move the host to /oldroot, so host paths (even ones under /tmp)
+    // stay reachable while the new root is assembled, and nothing is created on the host.
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    mount(Some("tmpfs"), "/tmp", Some("tmpfs"), flags, Some("mode=0700,size=1m")).step(Step::StagingRoot, "mount staging tmpfs")?;
+    for dir in ["/tmp/newroot", "/tmp/oldroot", "/tmp/scratch"] {
+        fs::create_dir(dir).step(Step::StagingRoot, format!("mkdir {dir}"))?;
+    }
+    pivot_root("/tmp", "/tmp/oldroot").step(Step::StagingRoot, "pivot_root(staging)")?;
+    chdir("/").step(Step::StagingRoot, "chdir /")?;
+
+    let host = HostLayout::probe(Path::new("/oldroot"));
+    let ops = rootfs::plan(spec, &host, Path::new("/oldroot"), Path::new("/newroot"));
+    for op in &ops {
+        rootfs::execute(op).step(Step::MountPlan, format!("{op:?}"))?;
+    }
+    audit(ipc, "root_filesystem", json!({"operations": ops.len(), "system_dirs": host.system.iter().map(|(d, _)| d).collect::<Vec<_>>(),
+        "tmp_size_bytes": spec.tmp_size_bytes, "proc_masked": rootfs::PROC_MASKED_FILES, "proc_read_only": rootfs::PROC_READ_ONLY}));
+
+    mount_context(spec, ipc)?;
+
+    // Why chdir first: pivot_root(".", ".") stacks the old root on top of the new one; detaching "."
+    // then removes every host mount from view without needing a put_old directory.
+    chdir("/newroot").step(Step::PivotRoot, "chdir /newroot")?;
+    pivot_root(".", ".").step(Step::PivotRoot, "pivot_root")?;
+    umount2(".", MntFlags::MNT_DETACH).step(Step::PivotRoot, "umount2(old root)")?;
+    chdir("/").step(Step::PivotRoot, "chdir /")?;
+    let ro = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    mount(none, "/", none, ro, none).step(Step::PivotRoot, "remount / read-only")?;
+    audit(ipc, "pivot_root", json!({"old_root": "detached", "root": "tmpfs, read-only"}));
+    Ok(())
+}
+
+/// Present the context at /newroot/context (see `crate::context`).
+fn mount_context(spec: &SandboxSpec, ipc: BorrowedFd<'_>) -> StepResult<()> {
+    let host_dir = Path::new("/oldroot").join(spec.context_dir.strip_prefix("/").unwrap_or(&spec.context_dir));
+    let prepared = crate::context::prepare(&spec.context, &host_dir, Path::new("/scratch"), Path::new("/newroot/context"))
+        .map_err(|e| SetupError::other(Step::Context, e.to_string()))?;
+    if let Some(upper) = &prepared.upper {
+        ipc::send(ipc, &FromInit::ContextUpper, Some(upper.as_fd())).step(Step::Context, "handing over the overlay upper dir")?;
+    }
+    audit(ipc, "context", prepared.audit.clone());
+    Ok(())
+}
+
+/// Open a console in the sandbox's own devpts; the master goes to the supervisor, the slave to the workload.
+fn open_console(ipc: BorrowedFd<'_>) -> StepResult<OwnedFd> {
+    let (master, slave) = sys::tty::open_pty().step(Step::SpawnWorkload, "opening /dev/ptmx")?;
+    ipc::send(ipc, &FromInit::Console, Some(master.as_fd())).step(Step::SpawnWorkload, "handing over the console")?;
+    Ok(slave)
+}
+
+/// After the workload exec'd, the seccomp listener is in our (formerly shared) fd table: pass it on.
+fn hand_over_listener(ipc: BorrowedFd<'_>) -> StepResult<()> {
+    let entries = fs::read_dir("/proc/self/fd").step(Step::ListenerHandoff, "reading /proc/self/fd")?;
+    for entry in entries.flatten() {
+        let is_listener = fs::read_link(entry.path()).is_ok_and(|t| t.as_os_str() == "anon_inode:seccomp notify");
+        let fd_num = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok());
+        if let (true, Some(fd_num)) = (is_listener, fd_num) {
+            let listener = sys::adopt_inherited_fd(fd_num);
+            ipc::send(ipc, &FromInit::SeccompListener, Some(listener.as_fd())).step(Step::ListenerHandoff, "sending the listener")?;
+        }
+    }
+    Ok(())
+}
+
+/// Reap every child, forward signals to the workload, and return when the workload has exited.
+fn supervise(workload: Pid, signals: &SignalFd, ipc: BorrowedFd<'_>) -> i32 {
+    loop {
+        let info = match signals.read_signal() {
+            Ok(Some(info)) => info,
+            Ok(None) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return 125,
+        };
+        if info.ssi_signo != Signal::SIGCHLD as u32 {
+            if let Ok(sig) = Signal::try_from(info.ssi_signo as i32) {
+                let _ = kill(workload, sig);
+            }
+            continue;
+        }
+        // One SIGCHLD may stand for many exits: reap all of them.
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) if pid == workload => return report_exit(ipc, Some(code), None),
+                Ok(WaitStatus::Signaled(pid, sig, _)) if pid == workload => {
+                    return report_exit(ipc, None, Some(sig as i32));
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+    }
+}
+
+fn report_exit(ipc: BorrowedFd<'_>, code: Option<i32>, signal: Option<i32>) -> i32 {
+    let _ = ipc::send(ipc, &FromInit::Exited { code, signal }, None);
+    code.unwrap_or_else(|| 128 + signal.unwrap_or(0))
+}

@@ -1,0 +1,158 @@
+//! The workload process: everything is prepared by PID 1, the child only hardens itself and execs.
+//!
+//! Order (DESIGN §2, step 8–9): session and tty → rlimits → capabilities → no_new_privs → Landlock →
+//! seccomp (last, so the filter covers the workload's own execve and nothing of nucleus's setup).
+
+use std::ffi::CString;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::sys::resource::{Resource, setrlimit};
+use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
+use nix::unistd::{AccessFlags, access, dup2_stdin, dup2_stdout, dup2_stderr, setsid};
+use serde_json::json;
+
+use super::error::{SetupError, Step, StepContext, StepResult};
+use super::{audit, landlock, report_failure};
+use crate::seccomp::{FilterMode, Policy};
+use crate::spec::{SandboxSpec, SeccompMode};
+use crate::sys;
+
+/// Everything the workload needs, computed before the clone.
+pub struct Prepared {
+    path: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    console: Option<OwnedFd>,
+    landlock: Option<landlock::Prepared>,
+    filter: Vec<libc::sock_filter>,
+    notify: bool,
+    last_cap: u32,
+    strict: bool,
+}
+
+/// Resolve the command, build the Landlock ruleset and compile the seccomp filter.
+pub fn prepare(spec: &SandboxSpec, console: Option<OwnedFd>, ipc: BorrowedFd<'_>) -> StepResult<Prepared> {
+    let path = resolve_command(spec)?;
+    let cstr = |s: &[u8]| CString::new(s).map_err(|_| SetupError::other(Step::ResolveCommand, "NUL byte in argument"));
+    let argv = spec.command.iter().map(|a| cstr(a.as_bytes())).collect::<StepResult<Vec<_>>>()?;
+    let envp = spec.env.iter().map(|(k, v)| cstr(format!("{k}={v}").as_bytes())).collect::<StepResult<Vec<_>>>()?;
+
+    let landlock = match crate::features::landlock_abi() {
+        Some(abi) => Some(landlock::prepare(spec, abi).map_err(|e| SetupError::other(Step::Landlock, e))?),
+        None if spec.strict => return Err(SetupError::other(Step::Landlock, "the kernel has no Landlock (--strict)")),
+        None => {
+            audit(ipc, "landlock", json!({"enforced": false, "reason": "kernel has no Landlock"}));
+            None
+        }
+    };
+
+    let (policy, warnings) = Policy::from_spec(&spec.seccomp).map_err(|e| SetupError::other(Step::Seccomp, e.to_string()))?;
+    if !policy.allows_execve() {
+        return Err(SetupError::other(Step::Seccomp, "the profile does not allow execve, so no command can start under it"));
+    }
+    let notify = crate::features::user_notif_available();
+    if !notify && spec.strict {
+        return Err(SetupError::other(Step::Seccomp, "seccomp user notification is unavailable (--strict)"));
+    }
+    let mode = match spec.seccomp.mode {
+        SeccompMode::Enforce => FilterMode::Enforce { notify },
+        SeccompMode::Trace => FilterMode::Trace,
+    };
+    let filter = policy.compile(mode).map_err(|e| SetupError::other(Step::Seccomp, e.to_string()))?;
+    audit(
+        ipc,
+        "seccomp",
+        json!({"mode": spec.seccomp.mode, "profile": spec.seccomp.profile_source, "profile_digest": policy.digest(),
+               "instructions": filter.len(), "live_reports": notify, "warnings": warnings,
+               "allow_ptrace": spec.seccomp.allow_ptrace}),
+    );
+    Ok(Prepared { path, argv, envp, console, landlock, filter, notify, last_cap: sys::caps::last_cap(), strict: spec.strict })
+}
+
+/// Find the command like execvp would, but report 127/126 with a clear message instead of exec'ing.
+fn resolve_command(spec: &SandboxSpec) -> StepResult<CString> {
+    let name = spec.command.first().ok_or_else(|| SetupError::other(Step::ResolveCommand, "no command given"))?;
+    let candidates: Vec<PathBuf> = if name.contains('/') {
+        vec![PathBuf::from(name)]
+    } else {
+        let path = spec.env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str()).unwrap_or("/usr/bin:/bin");
+        path.split(':').filter(|d| !d.is_empty()).map(|d| Path::new(d).join(name)).collect()
+    };
+    let found = candidates.iter().find(|p| p.is_file());
+    let Some(found) = found else {
+        return Err(SetupError::other(Step::ResolveCommand, format!("{name}: command not found")).with_exit_code(127));
+    };
+    if access(found.as_path(), AccessFlags::X_OK).is_err() {
+        return Err(SetupError::other(Step::ResolveCommand, format!("{}: permission denied", found.display()))
+            .with_exit_code(126));
+    }
+    CString::new(found.as_os_str().as_bytes()).map_err(|_| SetupError::other(Step::ResolveCommand, "NUL byte in path"))
+}
+
+/// Start the workload. Returns its pid once it has exec'd (or died trying).
+pub fn spawn(prepared: Prepared, ipc: BorrowedFd<'_>) -> StepResult<libc::pid_t> {
+    let pid = sys::process::clone_vfork_shared_files().step(Step::SpawnWorkload, "clone(CLONE_VFORK|CLONE_FILES)")?;
+    if pid == 0 {
+        harden_and_exec(prepared, ipc);
+    }
+    Ok(pid)
+}
+
+/// The child: never returns.
+fn harden_and_exec(mut p: Prepared, ipc: BorrowedFd<'_>) -> ! {
+    let failure = match harden(&mut p, ipc) {
+        Ok(()) => {
+            // Why last: the filter must cover execve itself, and nothing of nucleus's setup.
+            match sys::seccomp::install_filter(&p.filter, p.notify) {
+                Err(e) => SetupError::os(Step::Seccomp, "seccomp(SET_MODE_FILTER)", e),
+                Ok(_listener) => {
+                    // The listener lands in the fd table shared with PID 1, which hands it over
+                    // after our execve; from here on only execve and exit may be called.
+                    let err = sys::process::execve(&p.path, &p.argv, &p.envp);
+                    let code = if err.raw_os_error() == Some(libc::ENOENT) { 127 } else { 126 };
+                    sys::process::exit_now(code);
+                }
+            }
+        }
+        Err(e) => e,
+    };
+    report_failure(ipc, &failure);
+    sys::process::exit_now(failure.exit_code)
+}
+
+fn harden(p: &mut Prepared, ipc: BorrowedFd<'_>) -> StepResult<()> {
+    let strict = p.strict;
+    // A new session, so the workload's job control is its own and it can own the console.
+    setsid().step(Step::SpawnWorkload, "setsid")?;
+    if let Some(console) = p.console.take() {
+        for dup in [dup2_stdin, dup2_stdout, dup2_stderr] {
+            dup(&console).step(Step::SpawnWorkload, "dup2(console)")?;
+        }
+        drop(console);
+        sys::process::set_controlling_tty(0).step(Step::SpawnWorkload, "TIOCSCTTY")?;
+    }
+    // PID 1 blocks every signal to read them from a signalfd; the workload starts with none blocked.
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).step(Step::SpawnWorkload, "sigprocmask")?;
+
+    setrlimit(Resource::RLIMIT_CORE, 0, 0).step(Step::SpawnWorkload, "setrlimit(RLIMIT_CORE)")?;
+
+    sys::caps::drop_all(p.last_cap).step(Step::SpawnWorkload, "dropping capabilities")?;
+    audit(ipc, "capabilities_dropped", json!({"bounding": "empty", "ambient": "empty", "effective": "empty",
+        "permitted": "empty", "inheritable": "empty", "last_cap": p.last_cap}));
+    sys::caps::set_no_new_privs().step(Step::SpawnWorkload, "prctl(PR_SET_NO_NEW_PRIVS)")?;
+    audit(ipc, "no_new_privs", json!({"set": true}));
+
+    if let Some(prepared) = p.landlock.take() {
+        let status = prepared.ruleset.restrict_self().map_err(|e| SetupError::other(Step::Landlock, e.to_string()))?;
+        let fully = status.ruleset == ::landlock::RulesetStatus::FullyEnforced;
+        if !fully && strict {
+            return Err(SetupError::other(Step::Landlock, format!("Landlock only {:?} (--strict)", status.ruleset)));
+        }
+        let mut detail = prepared.detail;
+        detail["status"] = json!(format!("{:?}", status.ruleset));
+        audit(ipc, "landlock", detail);
+    }
+    Ok(())
+}

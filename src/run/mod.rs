@@ -1,0 +1,271 @@
+//! `nucleus run`: the headless frontend. Starts the sandbox, proxies its console, collects events and
+//! exits with the workload's status (DESIGN §3 exit codes).
+
+mod console;
+pub mod options;
+
+use std::io::{self, IsTerminal};
+use std::os::fd::{AsFd, OwnedFd};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{SigSet, Signal, kill};
+use nix::unistd::Pid;
+use serde_json::json;
+
+use crate::cgroup::{self, CgroupSetup};
+use crate::cli::RunArgs;
+use crate::events::{Event, EventKind, ExitRecord};
+use crate::ipc::{self, FromInit};
+use crate::launcher::{self, InitStdio};
+use crate::seccomp::Policy;
+use crate::spec::{SandboxSpec, SeccompMode};
+use crate::telemetry::sampler::{self, UsageSource};
+use crate::telemetry::sink::EventSink;
+
+/// Signals the supervisor forwards to the sandbox (or uses itself, for SIGWINCH).
+const FORWARDED: &[Signal] = &[Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGWINCH];
+
+/// Entry point of `nucleus run`.
+pub fn main(mut args: RunArgs, verbose: u8) -> i32 {
+    match prepare(&mut args) {
+        Ok(spec) => {
+            let events = args.sandbox.events.clone();
+            let interval = Duration::from_millis(args.sandbox.sample_interval_ms.unwrap_or(1000).max(10));
+            let _log = crate::telemetry::logging::init(verbose, false);
+            match supervise(spec, events.as_deref(), interval) {
+                Ok(code) => code,
+                Err(msg) => {
+                    console::restore_terminal();
+                    eprintln!("nucleus: {msg}");
+                    125
+                }
+            }
+        }
+        Err(msg) => {
+            eprintln!("nucleus: {msg}");
+            125
+        }
+    }
+}
+
+/// Config defaults, then flags, then validation: nothing here touches the kernel.
+fn prepare(args: &mut RunArgs) -> Result<SandboxSpec, String> {
+    let config = crate::config::load().map_err(|e| e.to_string())?;
+    config.apply_defaults(&mut args.sandbox);
+    let mut spec = options::build_spec(&args.dir, args.command.clone(), &args.sandbox, SeccompMode::Enforce)
+        .map_err(|e| e.to_string())?;
+    spec.tty = io::stdin().is_terminal() && io::stdout().is_terminal();
+    Ok(spec)
+}
+
+/// What the ipc loop learned by the time `__init` closed the channel.
+#[derive(Default)]
+struct Outcome {
+    failure: Option<ipc::SetupFailure>,
+    exit: Option<(Option<i32>, Option<i32>)>,
+    upper: Option<OwnedFd>,
+}
+
+fn supervise(spec: SandboxSpec, events: Option<&std::path::Path>, interval: Duration) -> Result<i32, String> {
+    let started = Instant::now();
+    // Block the forwarded signals before any thread exists, so only the signal thread receives them.
+    let mut mask = SigSet::empty();
+    FORWARDED.iter().for_each(|s| mask.add(*s));
+    mask.thread_block().map_err(|e| format!("blocking signals: {e}"))?;
+
+    let mut sink = EventSink::open(&spec.id, events).map_err(|e| e.to_string())?;
+    let (tx, rx) = mpsc::channel::<Event>();
+    let writer = thread::Builder::new()
+        .name("events".into())
+        .spawn(move || {
+            for ev in rx {
+                sink.write(&ev);
+            }
+            sink
+        })
+        .map_err(|e| e.to_string())?;
+
+    let cgroup = match cgroup::create(&spec.id, &spec.limits).map_err(|e| e.to_string())? {
+        CgroupSetup::Limited(cg) => {
+            let _ = tx.send(Event::audit(&spec.id, "limits_applied", cg.describe()));
+            Some(Arc::new(cg))
+        }
+        CgroupSetup::Unavailable { reason } => {
+            let asked = spec.limits.memory_bytes.is_some() || spec.limits.cpus.is_some() || spec.limits.pids.is_some();
+            if asked && spec.strict {
+                return Err(format!("cannot apply --memory/--cpus/--pids: {reason} (--strict)"));
+            }
+            if asked {
+                eprintln!("nucleus: warning: no resource limits: {reason}");
+            }
+            let _ = tx.send(Event::audit(&spec.id, "limits_unavailable", json!({"reason": reason, "usage_source": "/proc"})));
+            None
+        }
+    };
+
+    let stdio = if spec.tty {
+        InitStdio { stdin: Stdio::null(), stdout: Stdio::null(), stderr: Stdio::null() }
+    } else {
+        // A host tty must never reach the sandbox: pipe any stream that is one.
+        let pick = |is_tty: bool| if is_tty { Stdio::piped() } else { Stdio::inherit() };
+        InitStdio {
+            stdin: pick(io::stdin().is_terminal()),
+            stdout: pick(io::stdout().is_terminal()),
+            stderr: pick(io::stderr().is_terminal()),
+        }
+    };
+    let place = |pid: u32| cgroup.as_ref().map_or(Ok(()), |cg| cg.add_process(pid));
+    let mut sandbox = launcher::launch(&spec, stdio, place).map_err(|e| e.to_string())?;
+    let mut copiers = pipe_copiers(&mut sandbox.child);
+
+    let pid1 = Arc::new(AtomicI32::new(0));
+    let console_master: Arc<Mutex<Option<OwnedFd>>> = Arc::default();
+    spawn_signal_thread(mask, pid1.clone(), sandbox.child.id() as i32, console_master.clone())?;
+    let source = match &cgroup {
+        Some(cg) => UsageSource::Cgroup(cg.clone()),
+        None => UsageSource::Proc { root_pid: sandbox.child.id() },
+    };
+    let sampler = sampler::spawn_sampler(source, interval, spec.id.clone(), tx.clone());
+
+    let mut raw_mode = None;
+    let mut helpers = Vec::new();
+    let mut outcome = Outcome::default();
+    while let Ok(Some((msg, fd))) = ipc::recv::<FromInit>(sandbox.ipc.as_fd()) {
+        match msg {
+            FromInit::Audit { event, detail } => {
+                let _ = tx.send(Event::audit(&spec.id, &event, detail));
+            }
+            FromInit::Pid1Started { host_pid } => pid1.store(host_pid, Ordering::SeqCst),
+            FromInit::SeccompListener => {
+                if let Some(listener) = fd {
+                    helpers.push(spawn_notify(listener, &spec, tx.clone())?);
+                }
+            }
+            FromInit::Console => {
+                if let Some(master) = fd {
+                    raw_mode = console::RawMode::enter().ok();
+                    if let Ok(copy) = master.try_clone() {
+                        *console_master.lock().unwrap_or_else(|p| p.into_inner()) = Some(copy);
+                    }
+                    copiers.push(console::proxy(master).map_err(|e| e.to_string())?);
+                }
+            }
+            FromInit::ContextUpper => outcome.upper = fd,
+            FromInit::Failed(failure) => outcome.failure = Some(failure),
+            FromInit::Exited { code, signal } => outcome.exit = Some((code, signal)),
+            FromInit::UserNamespaceReady | FromInit::WorkloadStarted => {}
+        }
+    }
+    let status = sandbox.child.wait().map_err(|e| e.to_string())?;
+    for helper in helpers.into_iter().chain(copiers) {
+        let _ = helper.join();
+    }
+    drop(raw_mode);
+    drop(sampler);
+    console_master.lock().unwrap_or_else(|p| p.into_inner()).take();
+
+    let oom_killed = cgroup.as_ref().is_some_and(|cg| cg.oom_kills() > 0);
+    if oom_killed {
+        let _ = tx.send(Event::audit(&spec.id, "oom", json!({"oom_kills": cgroup.as_ref().map(|cg| cg.oom_kills())})));
+    }
+    report_changes(&spec, outcome.upper.as_ref(), &tx);
+    let code = match (&outcome.failure, outcome.exit) {
+        (Some(failure), _) => {
+            eprintln!("nucleus: {}", launcher::describe_failure(failure));
+            failure.exit_code
+        }
+        (None, Some((Some(code), _))) => code,
+        (None, Some((None, Some(sig)))) => 128 + sig,
+        _ => status.code().unwrap_or(125),
+    };
+    if outcome.failure.is_none() {
+        let signal = outcome.exit.and_then(|(_, s)| s);
+        let exit = ExitRecord { code, signal, oom_killed, duration_ms: started.elapsed().as_millis() as u64 };
+        let _ = tx.send(Event::audit(&spec.id, "exit", json!({"code": code, "signal": signal, "oom_killed": oom_killed})));
+        let _ = tx.send(Event::now(&spec.id, EventKind::Exit(exit)));
+    }
+    drop(tx);
+    let _ = writer.join();
+    // Dropping the cgroup kills anything left and removes its directories.
+    drop(cgroup);
+    Ok(code)
+}
+
+/// Threads that copy piped stdio between the host and `__init` (only when a host stream is a tty).
+fn pipe_copiers(child: &mut std::process::Child) -> Vec<thread::JoinHandle<()>> {
+    let mut threads = Vec::new();
+    if let Some(mut stdin) = child.stdin.take() {
+        // Not joined: it may block reading the host terminal after the sandbox ends.
+        let _ = thread::spawn(move || {
+            let _ = io::copy(&mut io::stdin().lock(), &mut stdin);
+        });
+    }
+    if let Some(mut out) = child.stdout.take() {
+        threads.push(thread::spawn(move || {
+            let _ = io::copy(&mut out, &mut io::stdout().lock());
+        }));
+    }
+    if let Some(mut err) = child.stderr.take() {
+        threads.push(thread::spawn(move || {
+            let _ = io::copy(&mut err, &mut io::stderr().lock());
+        }));
+    }
+    threads
+}
+
+/// Serve seccomp notifications: the supervisor records each denial and answers with the errno.
+fn spawn_notify(listener: OwnedFd, spec: &SandboxSpec, tx: Sender<Event>) -> Result<thread::JoinHandle<()>, String> {
+    let (policy, _) = Policy::from_spec(&spec.seccomp).map_err(|e| e.to_string())?;
+    let (mode, id) = (spec.seccomp.mode, spec.id.clone());
+    thread::Builder::new()
+        .name("seccomp".into())
+        .spawn(move || { let _ = (listener, policy, mode, id, tx); })
+        .map_err(|e| e.to_string())
+}
+
+/// Forward termination signals to PID 1 (or, before it exists, to `__init`); follow window changes.
+fn spawn_signal_thread(mask: SigSet, pid1: Arc<AtomicI32>, init_pid: i32, master: Arc<Mutex<Option<OwnedFd>>>) -> Result<(), String> {
+    thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            while let Ok(sig) = mask.wait() {
+                if sig == Signal::SIGWINCH {
+                    if let Some(m) = master.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                        console::sync_window_size(m);
+                    }
+                    continue;
+                }
+                let target = match pid1.load(Ordering::SeqCst) {
+                    0 => init_pid,
+                    pid => pid,
+                };
+                let _ = kill(Pid::from_raw(target), sig);
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// The change report: an audit event, and a summary on the terminal when anything changed.
+fn report_changes(spec: &SandboxSpec, upper: Option<&OwnedFd>, tx: &Sender<Event>) {
+    let Some(upper) = upper else { return };
+    match crate::context::change_report(upper, &spec.context_dir) {
+        Ok(report) => {
+            if let Some(dest) = &spec.context.save_changes {
+                if let Err(e) = crate::context::save_changes(upper, &report, dest) {
+                    eprintln!("nucleus: --save-changes {}: {e}", dest.display());
+                }
+            }
+            if !report.is_empty() {
+                eprintln!("nucleus: {report}");
+            }
+            let _ = tx.send(Event::audit(&spec.id, "context_changes", serde_json::to_value(&report).unwrap_or_default()));
+        }
+        Err(e) => eprintln!("nucleus: change report: {e}"),
+    }
+}
