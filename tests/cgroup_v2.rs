@@ -28,7 +28,12 @@ fn held(script: &str) -> Child {
 }
 
 fn release(child: &mut Child) {
-    child.stdin.take().expect("piped").write_all(b"go\n").expect("release");
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(b"go\n")
+        .expect("release");
 }
 
 /// Create, fill, sample, kill and remove a v2 cgroup in `layout`.
@@ -47,12 +52,19 @@ fn exercise(layout: &CgroupLayout, name: &str) {
         std::thread::sleep(Duration::from_millis(50));
         sample = cg.sample();
     }
-    assert!(sample.cpu_usage_usec > 50_000, "cpu.stat usage_usec counts the loop: {sample:?}");
+    assert!(
+        sample.cpu_usage_usec > 50_000,
+        "cpu.stat usage_usec counts the loop: {sample:?}"
+    );
     assert_eq!(sample.pids, 1, "one task in the cgroup");
     assert_eq!(sample.memory_limit_bytes, None);
     assert_eq!(cg.describe()["version"], "v2");
     cg.kill_all();
-    assert_eq!(child.wait().expect("wait").signal(), Some(9), "cgroup.kill sends SIGKILL");
+    assert_eq!(
+        child.wait().expect("wait").signal(),
+        Some(9),
+        "cgroup.kill sends SIGKILL"
+    );
     drop(cg);
     assert!(!dir.exists(), "{} left behind", dir.display());
 }
@@ -68,19 +80,47 @@ fn unified_hierarchy_of_the_hybrid_host() {
 fn limit_without_its_controller_is_an_error_naming_it() {
     let layout = CgroupLayout::detect_at(Path::new("/sys/fs/cgroup/unified")).expect("detects");
     // On the hybrid host the memory controller is bound to v1, so v2 cannot offer it.
-    let err = create(&layout, "nomem", Limits { memory_bytes: Some(1 << 30), ..Limits::default() })
-        .expect_err("memory is bound to v1 here");
-    assert!(matches!(err, CgroupError::ControllerMissing { controller: "memory", .. }), "{err:?}");
+    let err = create(
+        &layout,
+        "nomem",
+        Limits {
+            memory_bytes: Some(1 << 30),
+            ..Limits::default()
+        },
+    )
+    .expect_err("memory is bound to v1 here");
+    assert!(
+        matches!(
+            err,
+            CgroupError::ControllerMissing {
+                controller: "memory",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("--memory"), "{err}");
 }
 
 #[test]
 fn fresh_cgroup2_mount_is_detected_by_magic() {
     let dir = tempfile::tempdir().expect("tempdir");
-    mount(Some("none"), dir.path(), Some("cgroup2"), MsFlags::empty(), None::<&str>).expect("mount cgroup2");
+    mount(
+        Some("none"),
+        dir.path(),
+        Some("cgroup2"),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .expect("mount cgroup2");
     let layout = CgroupLayout::detect_at(dir.path()).expect("detects");
     let result = std::panic::catch_unwind(|| {
-        assert_eq!(layout, CgroupLayout::V2 { mount: dir.path().to_owned() });
+        assert_eq!(
+            layout,
+            CgroupLayout::V2 {
+                mount: dir.path().to_owned()
+            }
+        );
         exercise(&layout, "fresh");
     });
     umount2(dir.path(), MntFlags::MNT_DETACH).expect("umount");
@@ -92,7 +132,14 @@ fn fresh_cgroup2_mount_is_detected_by_magic() {
 #[test]
 fn tmpfs_without_controllers_has_no_layout() {
     let dir = tempfile::tempdir().expect("tempdir");
-    mount(Some("tmpfs"), dir.path(), Some("tmpfs"), MsFlags::empty(), None::<&str>).expect("mount tmpfs");
+    mount(
+        Some("tmpfs"),
+        dir.path(),
+        Some("tmpfs"),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .expect("mount tmpfs");
     let layout = CgroupLayout::detect_at(dir.path());
     umount2(dir.path(), MntFlags::MNT_DETACH).expect("umount");
     assert_eq!(layout.expect("statfs works"), CgroupLayout::None);

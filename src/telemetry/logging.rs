@@ -1,6 +1,7 @@
 //! Diagnostic logging: tracing to a file in the state dir, and to stderr only when no console is proxied.
 
 use std::io;
+use std::path::Path;
 
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_appender::rolling::{Builder, Rotation};
@@ -28,17 +29,21 @@ pub fn level_for(verbosity: u8) -> &'static str {
 /// `RUST_LOG` overrides the `-v` level. With `to_terminal` false (a proxied console owns the
 /// terminal) nothing is ever written to stderr. Returns None when no log file could be opened.
 pub fn init(verbosity: u8, to_terminal: bool) -> Option<WorkerGuard> {
+    init_in(&log_dir(), verbosity, to_terminal)
+}
+
+/// Like `init`, with the log files in `dir` instead of the state dir.
+pub fn init_in(dir: &Path, verbosity: u8, to_terminal: bool) -> Option<WorkerGuard> {
     let filter = || {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level_for(verbosity)))
     };
-    let dir = log_dir();
-    let appender = std::fs::create_dir_all(&dir).ok().and_then(|()| {
+    let appender = std::fs::create_dir_all(dir).ok().and_then(|()| {
         Builder::new()
             .rotation(Rotation::DAILY)
             .filename_prefix("nucleus")
             .filename_suffix("log")
             .max_log_files(KEEP_FILES)
-            .build(&dir)
+            .build(dir)
             .ok()
     });
     let (file_layer, guard) = match appender {
