@@ -1,0 +1,215 @@
+//! Raw syscalls of the context module: directory listing by fd, xattrs by fd, recursive read-only mounts.
+//!
+//! Everything here works on file descriptors, never on host paths, so callers can walk hostile trees
+//! without following symlinks out of them.
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+/// The kind of a directory entry as reported by `getdents64` (`d_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DirEntryKind {
+    /// `DT_DIR`.
+    Dir,
+    /// `DT_REG`.
+    File,
+    /// `DT_LNK`.
+    Symlink,
+    /// `DT_CHR`, `DT_BLK`, `DT_FIFO`, `DT_SOCK`.
+    Special,
+    /// `DT_UNKNOWN`: the caller must `fstatat` to learn the type.
+    Unknown,
+}
+
+/// One name read from a directory (never `.` or `..`).
+#[derive(Clone, Debug)]
+pub struct RawDirEntry {
+    /// The entry's name bytes (no NUL, no `/`).
+    pub name: Vec<u8>,
+    /// The type the filesystem reported.
+    pub kind: DirEntryKind,
+}
+
+/// Lists every entry of the directory open at `dir` (which must be opened for reading, offset 0).
+pub fn read_dir_fd(dir: BorrowedFd<'_>) -> io::Result<Vec<RawDirEntry>> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        // SAFETY: `buf` is a valid writable buffer of `buf.len()` bytes that outlives the call, and
+        // `dir` is a live fd for the duration of the call.
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_getdents64,
+                dir.as_raw_fd(),
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if n == 0 {
+            return Ok(out);
+        }
+        let filled = usize::try_from(n).map_err(|_| io::Error::from_raw_os_error(libc::EIO))?;
+        parse_dirents(&buf[..filled.min(buf.len())], &mut out)?;
+    }
+}
+
+/// Decodes `struct linux_dirent64` records: u64 ino, i64 off, u16 reclen, u8 type, name NUL-terminated.
+fn parse_dirents(mut data: &[u8], out: &mut Vec<RawDirEntry>) -> io::Result<()> {
+    const HEADER: usize = 19;
+    let bad = || io::Error::new(io::ErrorKind::InvalidData, "malformed getdents64 record");
+    while !data.is_empty() {
+        if data.len() < HEADER {
+            return Err(bad());
+        }
+        let reclen = usize::from(u16::from_ne_bytes([data[16], data[17]]));
+        if reclen < HEADER || reclen > data.len() {
+            return Err(bad());
+        }
+        let d_type = data[18];
+        let name_area = &data[HEADER..reclen];
+        let len = name_area
+            .iter()
+            .position(|b| *b == 0)
+            .unwrap_or(name_area.len());
+        let name = &name_area[..len];
+        if name != b"." && name != b".." {
+            let kind = match d_type {
+                libc::DT_DIR => DirEntryKind::Dir,
+                libc::DT_REG => DirEntryKind::File,
+                libc::DT_LNK => DirEntryKind::Symlink,
+                libc::DT_UNKNOWN => DirEntryKind::Unknown,
+                _ => DirEntryKind::Special,
+            };
+            out.push(RawDirEntry {
+                name: name.to_vec(),
+                kind,
+            });
+        }
+        data = &data[reclen..];
+    }
+    Ok(())
+}
+
+/// Reads extended attribute `name` of the open file `fd`; `None` when it is absent or unsupported.
+pub fn fgetxattr(fd: BorrowedFd<'_>, name: &CStr) -> io::Result<Option<Vec<u8>>> {
+    let mut buf = vec![0u8; 256];
+    // SAFETY: `name` is a valid NUL-terminated string and `buf` a writable buffer of the given length;
+    // both outlive the call.
+    let n = unsafe {
+        libc::fgetxattr(
+            fd.as_raw_fd(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        let err = io::Error::last_os_error();
+        return match err.raw_os_error() {
+            Some(libc::ENODATA) | Some(libc::ENOTSUP) => Ok(None),
+            _ => Err(err),
+        };
+    }
+    let len = usize::try_from(n).map_err(|_| io::Error::from_raw_os_error(libc::EIO))?;
+    buf.truncate(len);
+    Ok(Some(buf))
+}
+
+/// `struct mount_attr` of `mount_setattr(2)`.
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+
+/// Makes the mount at `mount_root` and every mount below it nosuid and nodev, and read-only if asked.
+///
+/// A plain `MS_REMOUNT|MS_RDONLY` only changes the top mount of a recursive bind, which would leave
+/// submounts of the host tree writable; `mount_setattr` with `AT_RECURSIVE` covers them all.
+pub fn restrict_mount_tree(mount_root: BorrowedFd<'_>, readonly: bool) -> io::Result<()> {
+    let rdonly = if readonly { MOUNT_ATTR_RDONLY } else { 0 };
+    let attr = MountAttr {
+        attr_set: rdonly | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let empty = c"";
+    // SAFETY: `empty` is a valid C string, `attr` is a properly laid out `struct mount_attr` that lives
+    // across the call, and its exact size is passed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            mount_root.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(name: &[u8], d_type: u8) -> Vec<u8> {
+        let reclen = (19 + name.len() + 1).div_ceil(8) * 8;
+        let mut r = vec![0u8; reclen];
+        r[16..18].copy_from_slice(&(reclen as u16).to_ne_bytes());
+        r[18] = d_type;
+        r[19..19 + name.len()].copy_from_slice(name);
+        r
+    }
+
+    #[test]
+    fn parses_records_and_skips_dot_entries() {
+        let mut data = record(b".", libc::DT_DIR);
+        data.extend(record(b"..", libc::DT_DIR));
+        data.extend(record(b"a\xff", libc::DT_REG));
+        data.extend(record(b"fifo", libc::DT_FIFO));
+        let mut out = Vec::new();
+        parse_dirents(&data, &mut out).expect("valid records");
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].name, b"a\xff");
+        assert_eq!(out[0].kind, DirEntryKind::File);
+        assert_eq!(out[1].kind, DirEntryKind::Special);
+    }
+
+    #[test]
+    fn rejects_truncated_record() {
+        let data = record(b"abc", libc::DT_REG);
+        let mut out = Vec::new();
+        assert!(parse_dirents(&data[..10], &mut out).is_err());
+    }
+
+    #[test]
+    fn lists_a_real_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("x"), b"1").expect("write");
+        std::fs::create_dir(dir.path().join("d")).expect("mkdir");
+        let f = std::fs::File::open(dir.path()).expect("open dir");
+        let mut names: Vec<_> = read_dir_fd(std::os::fd::AsFd::as_fd(&f))
+            .expect("read")
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        names.sort();
+        assert_eq!(names, vec![b"d".to_vec(), b"x".to_vec()]);
+    }
+}
