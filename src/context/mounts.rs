@@ -99,10 +99,12 @@ fn restrict(mount_point: &Path, readonly: bool) -> Result<(), ContextError> {
 
 /// Mounts the overlay on `target`; returns the option string used (for the audit record).
 pub fn mount_overlay(layout: &ScratchLayout, target: &Path) -> Result<String, ContextError> {
-    // metacopy and redirect_dir off: every changed file is a full copy in upper, which is what the
-    // change report and save_changes read. userxattr: trusted.* xattrs are out of reach in a user ns.
+    // metacopy=off: every changed file is a full copy in upper, which is what the change report and
+    // save_changes read. redirect_dir=nofollow: never follow redirect xattrs, which an untrusted tree
+    // could carry as user.overlay.redirect (and the only value the kernel accepts with userxattr).
+    // userxattr: trusted.* xattrs are out of reach in a user namespace.
     let mut options = format!(
-        "lowerdir={},upperdir={},workdir={},metacopy=off,redirect_dir=off",
+        "lowerdir={},upperdir={},workdir={},metacopy=off,redirect_dir=nofollow",
         layout.lower.display(),
         layout.upper.display(),
         layout.work.display()
