@@ -75,12 +75,25 @@ pub struct NotifSizes {
 
 /// Install `prog` on the calling thread (no_new_privs must already be set, or CAP_SYS_ADMIN held).
 /// With `new_listener`, returns the notification fd.
-pub fn install_filter(prog: &[libc::sock_filter], new_listener: bool) -> io::Result<Option<OwnedFd>> {
+pub fn install_filter(
+    prog: &[libc::sock_filter],
+    new_listener: bool,
+) -> io::Result<Option<OwnedFd>> {
     let len = u16::try_from(prog.len()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    let fprog = libc::sock_fprog { len, filter: prog.as_ptr().cast_mut() };
+    let fprog = libc::sock_fprog {
+        len,
+        filter: prog.as_ptr().cast_mut(),
+    };
     let flags = if new_listener { FLAG_NEW_LISTENER } else { 0 };
     // SAFETY: fprog points at `prog`, which outlives the call; the kernel copies the program.
-    let ret = unsafe { libc::syscall(libc::SYS_seccomp, SET_MODE_FILTER, flags, &fprog as *const libc::sock_fprog) };
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            SET_MODE_FILTER,
+            flags,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
     if ret < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -96,8 +109,19 @@ pub fn install_filter(prog: &[libc::sock_filter], new_listener: bool) -> io::Res
 pub fn notif_sizes() -> io::Result<NotifSizes> {
     let mut sizes = NotifSizes::default();
     // SAFETY: the kernel writes exactly one `struct seccomp_notif_sizes` into `sizes`.
-    let ret = unsafe { libc::syscall(libc::SYS_seccomp, GET_NOTIF_SIZES, 0, &mut sizes as *mut NotifSizes) };
-    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(sizes) }
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            GET_NOTIF_SIZES,
+            0,
+            &mut sizes as *mut NotifSizes,
+        )
+    };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(sizes)
+    }
 }
 
 /// Receive one notification (blocks unless the fd is readable). ENOENT: the caller died meanwhile.
@@ -105,21 +129,47 @@ pub fn notif_recv(listener: BorrowedFd<'_>) -> io::Result<Notif> {
     // The kernel insists on a zeroed buffer.
     let mut notif = Notif::default();
     // SAFETY: `notif` is a valid, zeroed `struct seccomp_notif` the kernel fills in.
-    let ret = unsafe { libc::ioctl(listener.as_raw_fd(), IOCTL_NOTIF_RECV, &mut notif as *mut Notif) };
-    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(notif) }
+    let ret = unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            IOCTL_NOTIF_RECV,
+            &mut notif as *mut Notif,
+        )
+    };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(notif)
+    }
 }
 
 /// Answer a notification. ENOENT: the caller died or the call was interrupted.
 pub fn notif_send(listener: BorrowedFd<'_>, resp: &NotifResp) -> io::Result<()> {
     // SAFETY: `resp` is a valid `struct seccomp_notif_resp` the kernel only reads.
-    let ret = unsafe { libc::ioctl(listener.as_raw_fd(), IOCTL_NOTIF_SEND, resp as *const NotifResp) };
-    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    let ret = unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            IOCTL_NOTIF_SEND,
+            resp as *const NotifResp,
+        )
+    };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 /// Whether notification `id` is still pending (so its pid still names the caller).
 pub fn notif_id_valid(listener: BorrowedFd<'_>, id: u64) -> bool {
     // SAFETY: the kernel reads one u64 from the pointer.
-    let ret = unsafe { libc::ioctl(listener.as_raw_fd(), IOCTL_NOTIF_ID_VALID, &id as *const u64) };
+    let ret = unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            IOCTL_NOTIF_ID_VALID,
+            &id as *const u64,
+        )
+    };
     ret == 0
 }
 
@@ -134,7 +184,11 @@ pub struct Readiness {
 
 /// Wait until the listener is readable or hung up (EINTR is retried).
 pub fn wait_listener(listener: BorrowedFd<'_>, timeout_ms: i32) -> io::Result<Readiness> {
-    let mut pfd = libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    let mut pfd = libc::pollfd {
+        fd: listener.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
     loop {
         // SAFETY: one valid pollfd, count 1.
         let ret = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
@@ -159,7 +213,11 @@ pub fn wait_listener(listener: BorrowedFd<'_>, timeout_ms: i32) -> io::Result<Re
 pub unsafe fn raw_syscall(nr: i64, args: [u64; 6]) -> Result<i64, i32> {
     // SAFETY: the caller guarantees the arguments are valid for this call.
     let ret = unsafe { libc::syscall(nr, args[0], args[1], args[2], args[3], args[4], args[5]) };
-    if ret < 0 { Err(io::Error::last_os_error().raw_os_error().unwrap_or(0)) } else { Ok(ret) }
+    if ret < 0 {
+        Err(io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    } else {
+        Ok(ret)
+    }
 }
 
 /// Call i386 `getpid` (20) through the `int 0x80` compat entry; the result, or -errno.
