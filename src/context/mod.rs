@@ -96,7 +96,7 @@ pub fn prepare(
             let src = open_dir(host_dir)?;
             let dst = open_dir(&layout.lower)?;
             let (manifest, stats) = snapshot::snapshot(src.as_fd(), dst.as_fd())?;
-            check_pins(spec, &manifest)?;
+            verify_pins(spec, &manifest)?;
             let (files, dirs, symlinks, bytes) = manifest.totals();
             let hash = manifest.root_hash();
             audit["root_hash"] = hash.clone().into();
@@ -123,7 +123,8 @@ pub fn prepare(
     })
 }
 
-fn check_pins(spec: &ContextSpec, actual: &Manifest) -> Result<(), ContextError> {
+/// Refuses a tree that differs from the spec's pinned manifest or root hash, listing the differences.
+pub fn verify_pins(spec: &ContextSpec, actual: &Manifest) -> Result<(), ContextError> {
     if let Some(text) = &spec.expect_manifest {
         let expected = Manifest::from_json(text)?;
         let diff = actual.diff(&expected);
