@@ -75,30 +75,43 @@ pub enum ConfigError {
     },
 }
 
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl ConfigError {
+    /// The file this error is about.
+    pub fn path(&self) -> &Path {
         match self {
-            Self::Read { path, source } => write!(
-                f,
-                "cannot read config file {}: {source}; fix its permissions or remove it",
-                path.display()
-            ),
+            Self::Read { path, .. } | Self::Invalid { path, .. } => path,
+        }
+    }
+
+    /// What is wrong and how to fix it, without the file name (for reports that show the path already).
+    pub fn reason(&self) -> String {
+        match self {
+            Self::Read { source, .. } => {
+                format!("cannot read it: {source}; fix its permissions or remove it")
+            }
             Self::Invalid {
-                path,
-                key,
-                line,
-                message,
+                key, line, message, ..
             } => {
-                write!(f, "invalid config file {}", path.display())?;
+                let mut out = String::new();
                 if let Some(line) = line {
-                    write!(f, ", line {line}")?;
+                    out += &format!("line {line}, ");
                 }
                 if let Some(key) = key {
-                    write!(f, ", key `{key}`")?;
+                    out += &format!("key `{key}`, ");
                 }
-                write!(f, ": {message}; fix or remove it (see docs/config.md)")
+                out + &format!("{message}; fix or remove it (see docs/config.md)")
             }
         }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self {
+            Self::Read { .. } => "config file",
+            Self::Invalid { .. } => "invalid config file",
+        };
+        write!(f, "{what} {}: {}", self.path().display(), self.reason())
     }
 }
 
@@ -119,9 +132,14 @@ pub fn config_path() -> Option<PathBuf> {
 
 /// Load the user's config file; a missing file (or no home directory) gives `Config::default()`.
 pub fn load() -> Result<Config, ConfigError> {
-    match config_path() {
-        Some(path) if path.exists() => load_from(&path),
-        _ => Ok(Config::default()),
+    let Some(path) = config_path() else {
+        return Ok(Config::default());
+    };
+    match load_from(&path) {
+        Err(ConfigError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Ok(Config::default())
+        }
+        other => other,
     }
 }
 

@@ -8,6 +8,7 @@ use std::io;
 use serde::Serialize;
 
 use crate::cli::DoctorArgs;
+use crate::config::ConfigError;
 use crate::features::{self, BpfProgType, CgroupVersion};
 
 /// How usable one feature is.
@@ -133,13 +134,16 @@ fn config_row() -> Row {
             Status::Ok,
             "no home directory: built-in defaults".to_owned(),
         ),
-        Some(path) if !path.exists() => (
-            Status::Ok,
-            format!("{} (absent: built-in defaults)", path.display()),
-        ),
         Some(path) => match crate::config::load_from(&path) {
             Ok(_) => (Status::Ok, format!("{} (ok)", path.display())),
-            Err(e) => (Status::Degraded, format!("{} (error: {e})", path.display())),
+            Err(ConfigError::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => (
+                Status::Ok,
+                format!("{} (absent: built-in defaults)", path.display()),
+            ),
+            Err(e) => (
+                Status::Degraded,
+                format!("{} (error: {})", path.display(), e.reason()),
+            ),
         },
     };
     Row {
