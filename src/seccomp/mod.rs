@@ -2,6 +2,7 @@
 
 pub mod bpf;
 pub mod compile;
+pub mod notify;
 pub mod policy;
 pub mod profile;
 pub mod report;
