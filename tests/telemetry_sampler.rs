@@ -153,3 +153,41 @@ fn cgroup_source_reports_an_oom_kill_as_an_audit_event() {
     child.wait().expect("wait");
     assert_eq!(Arc::strong_count(&cg), 1, "the sampler released the cgroup");
 }
+
+#[test]
+fn an_oom_kill_in_the_last_interval_is_reported_when_the_sampler_stops() {
+    let id = format!("t{}-sampler-late-oom", std::process::id());
+    let limits = Limits {
+        memory_bytes: Some(32 << 20),
+        ..Limits::default()
+    };
+    let cg = match cgroup::create(&id, &limits).expect("creates") {
+        CgroupSetup::Limited(cg) => Arc::new(cg),
+        CgroupSetup::Unavailable { reason } => panic!("unavailable as root: {reason}"),
+    };
+    let mut child = held("exec tail /dev/zero");
+    cg.add_process(child.id()).expect("add");
+    let (tx, rx) = mpsc::channel();
+    // An hour-long interval: only the first sample and the final check on stop can see anything.
+    let handle = spawn_sampler(
+        UsageSource::Cgroup(Arc::clone(&cg)),
+        Duration::from_secs(3600),
+        id,
+        tx,
+    );
+    assert_eq!(next_usage(&rx).oom_kills, 0);
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(b"go\n")
+        .expect("release");
+    child.wait().expect("OOM-killed");
+    drop(handle);
+    let rest: Vec<Event> = rx.iter().collect();
+    assert!(
+        rest.iter()
+            .any(|e| matches!(&e.kind, EventKind::Audit(a) if a.event == "oom")),
+        "final check reports the kill: {rest:?}"
+    );
+}

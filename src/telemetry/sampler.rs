@@ -93,33 +93,49 @@ fn run(
 ) {
     let mut state = Rates::default();
     loop {
-        let raw = match &source {
-            UsageSource::Cgroup(cg) => cg.sample(),
-            UsageSource::Proc { root_pid } => proc_usage::sample(*root_pid),
-        };
-        let (sample, new_ooms) = state.update(raw, Instant::now());
-        if new_ooms > 0 {
-            let detail = json!({
-                "oom_kills": sample.oom_kills,
-                "new": new_ooms,
-                "memory_limit_bytes": sample.memory_limit_bytes,
-                "memory_peak_bytes": sample.memory_peak_bytes,
-            });
-            if tx.send(Event::audit(sandbox, "oom", detail)).is_err() {
-                return;
-            }
-        }
-        if tx
-            .send(Event::now(sandbox, EventKind::Usage(sample)))
-            .is_err()
+        let (sample, new_ooms) = state.update(read(&source), Instant::now());
+        if send_oom(sandbox, tx, &sample, new_ooms).is_err()
+            || tx
+                .send(Event::now(sandbox, EventKind::Usage(sample)))
+                .is_err()
         {
             return;
         }
         match stop.recv_timeout(interval) {
             Err(RecvTimeoutError::Timeout) => continue,
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
         }
     }
+    // An OOM kill in the last interval usually ends the workload, and so the sampler: report it still.
+    let (sample, new_ooms) = state.update(read(&source), Instant::now());
+    let _ = send_oom(sandbox, tx, &sample, new_ooms);
+}
+
+fn read(source: &UsageSource) -> UsageSample {
+    match source {
+        UsageSource::Cgroup(cg) => cg.sample(),
+        UsageSource::Proc { root_pid } => proc_usage::sample(*root_pid),
+    }
+}
+
+/// Emit the `oom` audit event when the kill counter rose since the last sample.
+fn send_oom(
+    sandbox: &str,
+    tx: &Sender<Event>,
+    sample: &UsageSample,
+    new_ooms: u64,
+) -> Result<(), ()> {
+    if new_ooms == 0 {
+        return Ok(());
+    }
+    let detail = json!({
+        "oom_kills": sample.oom_kills,
+        "new": new_ooms,
+        "memory_limit_bytes": sample.memory_limit_bytes,
+        "memory_peak_bytes": sample.memory_peak_bytes,
+    });
+    tx.send(Event::audit(sandbox, "oom", detail))
+        .map_err(|_| ())
 }
 
 /// What the sampler remembers between samples to derive rates, peaks and new OOM kills.
