@@ -33,24 +33,52 @@ pub fn answer(decision: Decision, mode: SeccompMode) -> Answer {
     };
     match (mode, decision.allows()) {
         // Nothing the policy allows is notified; if it happens, let it run and say so.
-        (_, true) => Answer { verdict: Verdict::Allowed, errno: None, continue_call: true },
-        (SeccompMode::Enforce, false) => Answer { verdict: Verdict::Denied, errno, continue_call: false },
-        (SeccompMode::Trace, false) => Answer { verdict: Verdict::WouldDeny, errno, continue_call: true },
+        (_, true) => Answer {
+            verdict: Verdict::Allowed,
+            errno: None,
+            continue_call: true,
+        },
+        (SeccompMode::Enforce, false) => Answer {
+            verdict: Verdict::Denied,
+            errno,
+            continue_call: false,
+        },
+        (SeccompMode::Trace, false) => Answer {
+            verdict: Verdict::WouldDeny,
+            errno,
+            continue_call: true,
+        },
     }
 }
 
 /// The kernel's response struct for an answer.
 fn response(id: u64, a: Answer) -> NotifResp {
     if a.continue_call {
-        NotifResp { id, val: 0, error: 0, flags: sys::USER_NOTIF_FLAG_CONTINUE }
+        NotifResp {
+            id,
+            val: 0,
+            error: 0,
+            flags: sys::USER_NOTIF_FLAG_CONTINUE,
+        }
     } else {
-        NotifResp { id, val: 0, error: -a.errno.unwrap_or(libc::EPERM), flags: 0 }
+        NotifResp {
+            id,
+            val: 0,
+            error: -a.errno.unwrap_or(libc::EPERM),
+            flags: 0,
+        }
     }
 }
 
 /// Serve `listener` until every filtered task is gone (POLLHUP), sending one `Syscall` event per
 /// notification. Never stops answering while tasks live, even when nobody reads `tx` any more.
-pub fn serve(listener: OwnedFd, policy: Arc<Policy>, mode: SeccompMode, sandbox: String, tx: Sender<Event>) {
+pub fn serve(
+    listener: OwnedFd,
+    policy: Arc<Policy>,
+    mode: SeccompMode,
+    sandbox: String,
+    tx: Sender<Event>,
+) {
     if let Err(problem) = check_abi() {
         let detail = serde_json::json!({ "error": problem });
         let _ = tx.send(Event::audit(&sandbox, "seccomp_listener_failed", detail));
@@ -80,7 +108,10 @@ pub fn serve(listener: OwnedFd, policy: Arc<Policy>, mode: SeccompMode, sandbox:
 /// Our structs must be at least as large as the kernel's, or RECV would write past them.
 fn check_abi() -> Result<(), String> {
     let sizes = sys::notif_sizes().map_err(|e| format!("SECCOMP_GET_NOTIF_SIZES failed: {e}"))?;
-    let ours = (std::mem::size_of::<Notif>(), std::mem::size_of::<NotifResp>());
+    let ours = (
+        std::mem::size_of::<Notif>(),
+        std::mem::size_of::<NotifResp>(),
+    );
     if usize::from(sizes.notif) > ours.0 || usize::from(sizes.resp) > ours.1 {
         return Err(format!(
             "kernel seccomp_notif is {} bytes and seccomp_notif_resp {} bytes, nucleus knows {} and {}; \
@@ -106,7 +137,11 @@ fn handle_one(
     let nr = i64::from(notif.data.nr);
     let ans = answer(policy.decide(nr, &notif.data.args), mode);
     // The pid is only meaningful while the notification is pending: check before and after reading.
-    let comm = if sys::notif_id_valid(fd, notif.id) { read_comm(notif.pid) } else { None };
+    let comm = if sys::notif_id_valid(fd, notif.id) {
+        read_comm(notif.pid)
+    } else {
+        None
+    };
     let comm = comm.filter(|_| sys::notif_id_valid(fd, notif.id));
     match sys::notif_send(fd, &response(notif.id, ans)) {
         Ok(()) => {}
@@ -142,12 +177,32 @@ mod tests {
     #[test]
     fn enforce_denies_with_the_policy_errno_and_trace_continues() {
         let a = answer(Decision::Errno(38), SeccompMode::Enforce);
-        assert_eq!(a, Answer { verdict: Verdict::Denied, errno: Some(38), continue_call: false });
+        assert_eq!(
+            a,
+            Answer {
+                verdict: Verdict::Denied,
+                errno: Some(38),
+                continue_call: false
+            }
+        );
         assert_eq!(response(7, a).error, -38);
         let t = answer(Decision::Errno(1), SeccompMode::Trace);
-        assert_eq!(t, Answer { verdict: Verdict::WouldDeny, errno: Some(1), continue_call: true });
+        assert_eq!(
+            t,
+            Answer {
+                verdict: Verdict::WouldDeny,
+                errno: Some(1),
+                continue_call: true
+            }
+        );
         assert_eq!(response(7, t).flags, sys::USER_NOTIF_FLAG_CONTINUE);
-        assert_eq!(answer(Decision::KillProcess, SeccompMode::Trace).verdict, Verdict::WouldDeny);
-        assert_eq!(answer(Decision::Allow, SeccompMode::Enforce).verdict, Verdict::Allowed);
+        assert_eq!(
+            answer(Decision::KillProcess, SeccompMode::Trace).verdict,
+            Verdict::WouldDeny
+        );
+        assert_eq!(
+            answer(Decision::Allow, SeccompMode::Enforce).verdict,
+            Verdict::Allowed
+        );
     }
 }

@@ -245,6 +245,12 @@ pub enum ChildEnd {
 /// Fork; the child runs `f` and `_exit`s with its result, the parent waits and reports how it ended.
 /// For tests and benchmarks that install filters, which must not touch the caller.
 pub fn fork_and_wait(f: impl FnOnce() -> i32) -> io::Result<ChildEnd> {
+    wait_child(spawn_child(f)?)
+}
+
+/// Fork; the child runs `f` and `_exit`s with its result. Returns the child's pid; reap it with
+/// [`wait_child`]. For tests that serve the child's listener while it runs.
+pub fn spawn_child(f: impl FnOnce() -> i32) -> io::Result<libc::pid_t> {
     // SAFETY: the child only runs `f` and then `_exit`s, never returning into the caller's stack frames
     // (glibc's fork keeps malloc usable in the child).
     let pid = unsafe { libc::fork() };
@@ -256,7 +262,7 @@ pub fn fork_and_wait(f: impl FnOnce() -> i32) -> io::Result<ChildEnd> {
         // SAFETY: ends the child without running the parent's atexit handlers or destructors.
         unsafe { libc::_exit(code) };
     }
-    wait_child(pid)
+    Ok(pid)
 }
 
 /// Wait for a child pid (EINTR retried).

@@ -7,7 +7,10 @@ use nucleus::sys::seccomp::{self as sys, ChildEnd};
 
 /// A path under the shared test data directory (checked out next to the repo).
 pub fn testdata(name: &str) -> String {
-    format!("{}/../shared/testdata/seccomp/{name}", env!("CARGO_MANIFEST_DIR"))
+    format!(
+        "{}/../shared/testdata/seccomp/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
 }
 
 /// Raw syscall returning the value or errno.
@@ -38,7 +41,12 @@ pub struct Case {
 
 /// Build a case.
 pub fn case(what: &'static str, nr: i64, args: [u64; 6], errno: Option<i32>) -> Case {
-    Case { what, nr, args, errno }
+    Case {
+        what,
+        nr,
+        args,
+        errno,
+    }
 }
 
 /// In a forked child under `policy`, run every case; the child exits 0 when all matched,
@@ -55,7 +63,10 @@ pub fn check_in_child(policy: &Policy, mode: FilterMode, cases: &[Case]) {
                 _ => false,
             };
             if !ok {
-                eprintln!("seccomp case {:?}: want errno {:?}, got {:?}", c.what, c.errno, got);
+                eprintln!(
+                    "seccomp case {:?}: want errno {:?}, got {:?}",
+                    c.what, c.errno, got
+                );
                 bad += 1;
             }
         }
