@@ -1,7 +1,12 @@
 //! Usage from `/proc` for sandboxes without a cgroup: walk the process tree below the root pid.
+//!
+//! A process outside the tree can never join it (orphans reparent to the sandbox's PID 1, which is
+//! inside), so `ProcTree` remembers the outsiders and reads only the tree's own `stat` files: the cost
+//! per sample is one directory listing plus one read per sandbox process, not per host process.
 
-use std::collections::HashMap;
-use std::fs;
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File};
+use std::io::Read;
 
 use nix::unistd::{SysconfVar, sysconf};
 
@@ -19,36 +24,93 @@ pub struct TreeUsage {
     pub tasks: u64,
 }
 
-/// Sum the usage of `root_pid` and all its descendants; None when `root_pid` is gone.
-pub fn tree_usage(root_pid: u32) -> Option<TreeUsage> {
-    let mut stats: HashMap<u32, ProcStat> = HashMap::new();
-    for entry in fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        // A process may exit between readdir and read; skipping it is the only sane answer.
-        if let Some(stat) = fs::read_to_string(entry.path().join("stat"))
+/// The process tree below one root pid, sampled repeatedly.
+#[derive(Debug)]
+pub struct ProcTree {
+    root: u32,
+    /// Pids known not to descend from `root`; dropped once they vanish, so a reused pid is re-read.
+    outside: HashSet<u32>,
+    buf: String,
+    tick_usec: u64,
+    page: u64,
+}
+
+impl ProcTree {
+    /// Track `root` and its descendants.
+    pub fn new(root: u32) -> Self {
+        let ticks = sysconf(SysconfVar::CLK_TCK)
             .ok()
-            .and_then(|t| parse::proc_stat(&t))
-        {
-            stats.insert(pid, stat);
+            .flatten()
+            .unwrap_or(100)
+            .max(1) as u64;
+        let page = sysconf(SysconfVar::PAGE_SIZE)
+            .ok()
+            .flatten()
+            .unwrap_or(4096)
+            .max(1) as u64;
+        ProcTree {
+            root,
+            outside: HashSet::new(),
+            buf: String::new(),
+            tick_usec: 1_000_000 / ticks,
+            page,
         }
     }
-    let tree = descendants(root_pid, &stats)?;
-    let (tick_usec, page) = units();
-    let mut usage = TreeUsage::default();
-    for pid in tree {
-        if let Some(s) = stats.get(&pid) {
-            usage.rss_bytes += s.rss_pages * page;
-            usage.cpu_usec += s.ticks * tick_usec;
+
+    /// Sum the usage of the tree now; None when the root is gone.
+    pub fn usage(&mut self) -> Option<TreeUsage> {
+        let mut listed = HashSet::new();
+        let mut stats: HashMap<u32, ProcStat> = HashMap::new();
+        for entry in fs::read_dir("/proc").ok()?.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            listed.insert(pid);
+            if self.outside.contains(&pid) {
+                continue;
+            }
+            // A process may exit between the listing and the read; skipping it is the only answer.
+            if let Some(stat) = self.read_stat(pid) {
+                stats.insert(pid, stat);
+            }
+        }
+        self.outside.retain(|pid| listed.contains(pid));
+        let tree: HashSet<u32> = descendants(self.root, &stats)?.into_iter().collect();
+        self.outside
+            .extend(stats.keys().filter(|pid| !tree.contains(pid)));
+        let mut usage = TreeUsage::default();
+        for s in tree.iter().filter_map(|pid| stats.get(pid)) {
+            usage.rss_bytes += s.rss_pages * self.page;
+            usage.cpu_usec += s.ticks * self.tick_usec;
             usage.tasks += s.threads;
         }
+        Some(usage)
     }
-    Some(usage)
+
+    /// A usage sample (no limits: without a cgroup none are enforced).
+    pub fn sample(&mut self) -> UsageSample {
+        let usage = self.usage().unwrap_or_default();
+        UsageSample {
+            memory_bytes: usage.rss_bytes,
+            memory_peak_bytes: usage.rss_bytes,
+            cpu_usage_usec: usage.cpu_usec,
+            pids: usage.tasks,
+            ..UsageSample::default()
+        }
+    }
+
+    fn read_stat(&mut self, pid: u32) -> Option<ProcStat> {
+        self.buf.clear();
+        File::open(format!("/proc/{pid}/stat"))
+            .ok()?
+            .read_to_string(&mut self.buf)
+            .ok()?;
+        parse::proc_stat(&self.buf)
+    }
 }
 
 /// `root` and every pid whose parent chain reaches it; None when `root` is not in `stats`.
@@ -67,33 +129,6 @@ pub fn descendants(root: u32, stats: &HashMap<u32, ProcStat>) -> Option<Vec<u32>
         i += 1;
     }
     Some(out)
-}
-
-/// Microseconds per clock tick and bytes per page.
-fn units() -> (u64, u64) {
-    let ticks = sysconf(SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .unwrap_or(100)
-        .max(1) as u64;
-    let page = sysconf(SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .unwrap_or(4096)
-        .max(1) as u64;
-    (1_000_000 / ticks, page)
-}
-
-/// A usage sample from the tree (no limits: without a cgroup none are enforced).
-pub fn sample(root_pid: u32) -> UsageSample {
-    let usage = tree_usage(root_pid).unwrap_or_default();
-    UsageSample {
-        memory_bytes: usage.rss_bytes,
-        memory_peak_bytes: usage.rss_bytes,
-        cpu_usage_usec: usage.cpu_usec,
-        pids: usage.tasks,
-        ..UsageSample::default()
-    }
 }
 
 #[cfg(test)]
@@ -126,9 +161,13 @@ mod tests {
     }
 
     #[test]
-    fn own_process_is_sampled() {
-        let usage = tree_usage(std::process::id()).expect("we exist");
+    fn own_process_is_sampled_and_outsiders_remembered() {
+        let mut tree = ProcTree::new(std::process::id());
+        let usage = tree.usage().expect("we exist");
         assert!(usage.rss_bytes > 0);
         assert!(usage.tasks >= 1);
+        assert!(tree.outside.contains(&1), "init is not below us");
+        assert!(!tree.outside.contains(&std::process::id()));
+        assert_eq!(ProcTree::new(u32::MAX).usage(), None);
     }
 }

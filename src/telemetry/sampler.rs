@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::cgroup::SandboxCgroup;
 use crate::events::{Event, EventKind, UsageSample};
-use crate::telemetry::proc_usage;
+use crate::telemetry::proc_usage::ProcTree;
 
 /// The default sampling interval.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
@@ -92,8 +92,9 @@ fn run(
     stop: &Receiver<()>,
 ) {
     let mut state = Rates::default();
+    let mut reader = Reader::from(source);
     loop {
-        let (sample, new_ooms) = state.update(read(&source), Instant::now());
+        let (sample, new_ooms) = state.update(reader.read(), Instant::now());
         if send_oom(sandbox, tx, &sample, new_ooms).is_err()
             || tx
                 .send(Event::now(sandbox, EventKind::Usage(sample)))
@@ -107,14 +108,31 @@ fn run(
         }
     }
     // An OOM kill in the last interval usually ends the workload, and so the sampler: report it still.
-    let (sample, new_ooms) = state.update(read(&source), Instant::now());
+    let (sample, new_ooms) = state.update(reader.read(), Instant::now());
     let _ = send_oom(sandbox, tx, &sample, new_ooms);
 }
 
-fn read(source: &UsageSource) -> UsageSample {
-    match source {
-        UsageSource::Cgroup(cg) => cg.sample(),
-        UsageSource::Proc { root_pid } => proc_usage::sample(*root_pid),
+/// A source with the state its readings need.
+enum Reader {
+    Cgroup(Arc<SandboxCgroup>),
+    Proc(ProcTree),
+}
+
+impl From<UsageSource> for Reader {
+    fn from(source: UsageSource) -> Self {
+        match source {
+            UsageSource::Cgroup(cg) => Reader::Cgroup(cg),
+            UsageSource::Proc { root_pid } => Reader::Proc(ProcTree::new(root_pid)),
+        }
+    }
+}
+
+impl Reader {
+    fn read(&mut self) -> UsageSample {
+        match self {
+            Reader::Cgroup(cg) => cg.sample(),
+            Reader::Proc(tree) => tree.sample(),
+        }
     }
 }
 
