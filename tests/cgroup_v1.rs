@@ -179,7 +179,10 @@ fn cpu_quota_throttles_a_busy_loop() {
     );
     // 1.5 s at 0.2 cores is ~300 ms; far below the 1.5 s an unthrottled loop would burn.
     assert!(sample.cpu_usage_usec < 1_000_000, "{sample:?}");
+    let paths: Vec<_> = cg.paths().into_iter().map(Path::to_owned).collect();
+    // The killed child stays an unreaped zombie until wait() below: removal must not wait for that.
     drop(cg);
+    assert!(paths.iter().all(|p| !p.exists()), "left behind: {paths:?}");
     assert_eq!(
         child.wait().expect("wait").signal(),
         Some(9),
