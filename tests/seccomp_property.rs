@@ -105,7 +105,7 @@ fn decide_matches_the_kernel_on_random_samples() {
             let nr = nrs[(rng.next() % nrs.len() as u64) as usize];
             let mut args = [0u64; 6];
             args.iter_mut().for_each(|a| *a = rng.arg());
-            if rng.next() % 3 == 0 {
+            if rng.next().is_multiple_of(3) {
                 args[2] = 0;
             }
             (nr, args)

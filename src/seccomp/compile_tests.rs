@@ -88,9 +88,9 @@ pub(crate) fn run(prog: &[libc::sock_filter], arch: u32, nr: u32, args: &[u64; 6
         match off {
             0 => nr,
             4 => arch,
-            o if o >= 16 && o < 64 => {
+            o if (16..64).contains(&o) => {
                 let a = args[((o - 16) / 8) as usize];
-                if o % 8 == 0 {
+                if o.is_multiple_of(8) {
                     a as u32
                 } else {
                     (a >> 32) as u32
@@ -187,7 +187,7 @@ fn every_op_matches_the_evaluator_on_random_samples() {
             let p = policy(Arch::X86_64, vec![(16, rules), (0, vec![allow()])]);
             let prog = p.compile(ENFORCE).expect("compiles");
             for _ in 0..400 {
-                let nr = if rng.next() % 4 == 0 {
+                let nr = if rng.next().is_multiple_of(4) {
                     rng.next() as u32 % 20
                 } else {
                     16

@@ -321,13 +321,13 @@ impl Profile {
                 }
             }
             for (which, filter) in [("includes", &rule.includes), ("excludes", &rule.excludes)] {
-                if let Some(text) = filter.as_ref().and_then(|f| f.min_kernel.as_deref()) {
-                    if parse_kernel_version(text).is_none() {
-                        return invalid(
-                            format!("syscalls[{i}].{which}.minKernel"),
-                            format!("{text:?} is not a kernel version; write it as \"5.8\""),
-                        );
-                    }
+                if let Some(text) = filter.as_ref().and_then(|f| f.min_kernel.as_deref())
+                    && parse_kernel_version(text).is_none()
+                {
+                    return invalid(
+                        format!("syscalls[{i}].{which}.minKernel"),
+                        format!("{text:?} is not a kernel version; write it as \"5.8\""),
+                    );
                 }
             }
         }
