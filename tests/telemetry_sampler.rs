@@ -27,6 +27,8 @@ fn held(script: &str) -> Child {
         .arg("-c")
         .arg(format!("read _ ; {script}"))
         .stdin(Stdio::piped())
+        // A fork bomb's "Cannot fork" lines are expected; keep them out of the test output.
+        .stderr(Stdio::null())
         .spawn()
         .expect("spawn sh")
 }
@@ -190,4 +192,43 @@ fn an_oom_kill_in_the_last_interval_is_reported_when_the_sampler_stops() {
             .any(|e| matches!(&e.kind, EventKind::Audit(a) if a.event == "oom")),
         "final check reports the kill: {rest:?}"
     );
+}
+
+#[test]
+fn sampler_keeps_reporting_through_a_fork_bomb() {
+    let id = format!("t{}-sampler-forkbomb", std::process::id());
+    let limits = Limits {
+        pids: Some(64),
+        ..Limits::default()
+    };
+    let cg = match cgroup::create(&id, &limits).expect("creates") {
+        CgroupSetup::Limited(cg) => Arc::new(cg),
+        CgroupSetup::Unavailable { reason } => panic!("unavailable as root: {reason}"),
+    };
+    let mut child = held("bomb() { bomb | bomb & }; bomb; sleep 30");
+    cg.add_process(child.id()).expect("add");
+    let (tx, rx) = mpsc::channel();
+    let handle = spawn_sampler(
+        UsageSource::Cgroup(Arc::clone(&cg)),
+        Duration::from_millis(50),
+        id,
+        tx,
+    );
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(b"go\n")
+        .expect("release");
+    let mut max = 0;
+    for _ in 0..20 {
+        let usage = next_usage(&rx);
+        assert!(usage.pids <= 64, "bounded by pids.max: {usage:?}");
+        assert_eq!(usage.pids_limit, Some(64));
+        max = max.max(usage.pids);
+    }
+    assert!(max >= 32, "the bomb reached the limit, saw at most {max}");
+    drop(handle);
+    cg.kill_all();
+    child.wait().expect("wait");
 }
