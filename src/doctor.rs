@@ -76,6 +76,7 @@ pub fn collect() -> Vec<Row> {
         config_row(),
         kernel_row(),
         userns_row(),
+        namespaces_row(),
         overlay_row(),
         seccomp_row(),
         user_notif_row(),
@@ -210,6 +211,31 @@ fn userns_row() -> Row {
     }
     Row {
         feature: "user_namespaces",
+        status,
+        detail,
+        without,
+        required: true,
+    }
+}
+
+fn namespaces_row() -> Row {
+    let without = "nucleus cannot build a sandbox: the kernel lacks a namespace type (CONFIG_*_NS)";
+    let names: Vec<&str> = features::SANDBOX_NAMESPACES
+        .iter()
+        .map(|(_, n)| *n)
+        .collect();
+    let (status, detail) = match features::sandbox_namespaces() {
+        Ok(()) => (
+            Status::Ok,
+            format!("user + {} created together in a child", names.join(", ")),
+        ),
+        Err((name, e)) => (
+            Status::Missing,
+            format!("{name} namespace: {}", errno_text(&e)),
+        ),
+    };
+    Row {
+        feature: "namespaces",
         status,
         detail,
         without,

@@ -67,6 +67,35 @@ pub fn unprivileged_userns_available() -> bool {
     userns_probe(as_user).is_ok()
 }
 
+/// The namespaces a sandbox creates inside its user namespace (DESIGN §2 step 3), with their names.
+pub const SANDBOX_NAMESPACES: [(libc::c_int, &str); 6] = [
+    (libc::CLONE_NEWNS, "mount"),
+    (libc::CLONE_NEWPID, "pid"),
+    (libc::CLONE_NEWNET, "net"),
+    (libc::CLONE_NEWUTS, "uts"),
+    (libc::CLONE_NEWIPC, "ipc"),
+    (libc::CLONE_NEWCGROUP, "cgroup"),
+];
+
+/// Whether a child can create a user namespace together with every namespace a sandbox needs;
+/// on failure, name the first namespace that cannot be created.
+pub fn sandbox_namespaces() -> Result<(), (&'static str, io::Error)> {
+    let all = SANDBOX_NAMESPACES
+        .iter()
+        .fold(libc::CLONE_NEWUSER, |acc, (flag, _)| acc | flag);
+    if probe::unshare_in_child(all, None).is_ok() {
+        return Ok(());
+    }
+    probe::unshare_in_child(libc::CLONE_NEWUSER, None).map_err(|e| ("user", e))?;
+    for (flag, name) in SANDBOX_NAMESPACES {
+        probe::unshare_in_child(libc::CLONE_NEWUSER | flag, None).map_err(|e| (name, e))?;
+    }
+    Err((
+        "all together",
+        io::Error::other("each namespace works alone but not all at once"),
+    ))
+}
+
 /// Run the overlay-in-user-namespace probe; on failure, name the first step that failed.
 pub fn overlay_in_userns() -> Result<(), (OverlayStep, io::Error)> {
     // Cheap common case first: the whole sequence in one child.

@@ -10,6 +10,11 @@ fn user_namespaces_work_for_us_and_for_nobody() {
 }
 
 #[test]
+fn every_sandbox_namespace_can_be_created() {
+    features::sandbox_namespaces().expect("user + mount/pid/net/uts/ipc/cgroup namespaces");
+}
+
+#[test]
 fn overlay_in_a_user_namespace_mounts() {
     features::overlay_in_userns().expect("overlay probe");
 }

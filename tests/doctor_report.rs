@@ -38,6 +38,7 @@ fn json_report_has_every_row_and_this_machine_is_ready() {
         "config",
         "kernel",
         "user_namespaces",
+        "namespaces",
         "overlayfs_userns",
         "seccomp",
         "seccomp_user_notif",
@@ -58,6 +59,7 @@ fn json_report_has_every_row_and_this_machine_is_ready() {
     // Every machine this project runs on has these (see the task brief and DESIGN §5).
     for feature in [
         "user_namespaces",
+        "namespaces",
         "seccomp",
         "seccomp_user_notif",
         "landlock",
