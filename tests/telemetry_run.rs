@@ -41,7 +41,7 @@ fn memory_bomb_run_reports_oom_on_stderr_events_and_in_the_audit_log() {
     assert!(
         of("audit").any(|e| e["event"] == "oom" && e["detail"]["oom_kills"].as_u64() >= Some(1))
     );
-    let exit = of("exit").last().expect("an exit event");
+    let exit = of("exit").next_back().expect("an exit event");
     assert_eq!(exit["oom_killed"], true);
     let id = exit["sandbox"].as_str().expect("sandbox id").to_owned();
 
