@@ -36,6 +36,12 @@ pub enum Command {
     /// Internal: the sandbox's init, re-executed by the supervisor.
     #[command(name = "__init", hide = true)]
     Init,
+    /// Internal: removes a sandbox's cgroups when the supervisor is gone.
+    #[command(name = "__reap", hide = true)]
+    Reap {
+        /// The cgroup directories.
+        dirs: Vec<PathBuf>,
+    },
 }
 
 /// Options of `nucleus run`.

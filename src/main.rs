@@ -17,6 +17,7 @@ fn main() {
         Command::Doctor(args) => nucleus::doctor::main(args),
         Command::Audit(cmd) => nucleus::telemetry::audit_log::main(cmd),
         Command::Init => nucleus::init::main(),
+        Command::Reap { dirs } => nucleus::run::reaper::main(dirs),
     };
     std::process::exit(code);
 }

@@ -49,6 +49,7 @@ pub(crate) fn audit(ipc: BorrowedFd<'_>, event: &str, detail: serde_json::Value)
 }
 
 fn outer(ipc: BorrowedFd<'_>) -> StepResult<i32> {
+    let supervisor = nix::unistd::getppid().as_raw();
     // Why first: nothing inherited by accident (fds, threads) may reach the sandbox.
     crate::sys::process::close_fds_except(3, &[IPC_FD]).step(Step::CloseFds, "close_range")?;
     let spec = match ipc::recv::<ToInit>(ipc).step(Step::ReadSpec, "reading the spec")? {
@@ -65,6 +66,8 @@ fn outer(ipc: BorrowedFd<'_>) -> StepResult<i32> {
         _ => return Err(SetupError::other(Step::IdMaps, "the supervisor did not write the id maps")),
     }
     become_container_root(&spec)?;
+    // Why again: changing the effective uid clears PDEATHSIG, and we must still die with the supervisor.
+    crate::sys::process::die_with_parent(supervisor).step(Step::DieWithParent, "PR_SET_PDEATHSIG")?;
     audit(
         ipc,
         "user_namespace",

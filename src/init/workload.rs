@@ -97,6 +97,9 @@ pub fn spawn(prepared: Prepared, ipc: BorrowedFd<'_>) -> StepResult<libc::pid_t>
     if pid == 0 {
         harden_and_exec(prepared, ipc);
     }
+    // The child closed the console and Landlock fds in the fd table we shared until its execve;
+    // dropping our copies would close those numbers again (or whatever reused them).
+    std::mem::forget(prepared);
     Ok(pid)
 }
 

@@ -3,6 +3,7 @@
 
 mod console;
 pub mod options;
+pub mod reaper;
 
 use std::io::{self, IsTerminal};
 use std::os::fd::{AsFd, OwnedFd};
@@ -32,12 +33,20 @@ const FORWARDED: &[Signal] = &[Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, 
 
 /// Entry point of `nucleus run`.
 pub fn main(mut args: RunArgs, verbose: u8) -> i32 {
+    // Block the forwarded signals before any thread exists (the log writer is one), so that only
+    // the signal thread receives them.
+    let mut mask = SigSet::empty();
+    FORWARDED.iter().for_each(|s| mask.add(*s));
+    if let Err(e) = mask.thread_block() {
+        eprintln!("nucleus: blocking signals: {e}");
+        return 125;
+    }
     match prepare(&mut args) {
         Ok(spec) => {
             let events = args.sandbox.events.clone();
             let interval = Duration::from_millis(args.sandbox.sample_interval_ms.unwrap_or(1000).max(10));
             let _log = crate::telemetry::logging::init(verbose, false);
-            match supervise(spec, events.as_deref(), interval) {
+            match supervise(spec, events.as_deref(), interval, mask) {
                 Ok(code) => code,
                 Err(msg) => {
                     console::restore_terminal();
@@ -71,12 +80,8 @@ struct Outcome {
     upper: Option<OwnedFd>,
 }
 
-fn supervise(spec: SandboxSpec, events: Option<&std::path::Path>, interval: Duration) -> Result<i32, String> {
+fn supervise(spec: SandboxSpec, events: Option<&std::path::Path>, interval: Duration, mask: SigSet) -> Result<i32, String> {
     let started = Instant::now();
-    // Block the forwarded signals before any thread exists, so only the signal thread receives them.
-    let mut mask = SigSet::empty();
-    FORWARDED.iter().for_each(|s| mask.add(*s));
-    mask.thread_block().map_err(|e| format!("blocking signals: {e}"))?;
 
     let mut sink = EventSink::open(&spec.id, events).map_err(|e| e.to_string())?;
     let (tx, rx) = mpsc::channel::<Event>();
@@ -108,6 +113,11 @@ fn supervise(spec: SandboxSpec, events: Option<&std::path::Path>, interval: Dura
         }
     };
 
+    // Removes the cgroups even if this process is killed with SIGKILL; held until we return.
+    let _reaper = match &cgroup {
+        Some(cg) => Some(reaper::start(&cg.paths()).map_err(|e| format!("starting the cgroup reaper: {e}"))?),
+        None => None,
+    };
     let stdio = if spec.tty {
         InitStdio { stdin: Stdio::null(), stdout: Stdio::null(), stderr: Stdio::null() }
     } else {

@@ -131,3 +131,15 @@ pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns and is async-signal-safe.
     unsafe { libc::_exit(code) }
 }
+
+/// Spawn a helper in its own session (so terminal signals aimed at nucleus do not reach it).
+pub fn spawn_detached(mut cmd: Command) -> io::Result<Child> {
+    // SAFETY: setsid is async-signal-safe and touches no memory.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        })
+    };
+    cmd.spawn()
+}

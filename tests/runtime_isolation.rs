@@ -1,0 +1,147 @@
+//! The sandbox as the kernel sees it, as root and as an unprivileged user.
+
+mod common;
+
+use common::{As, Scratch, describe, run_sh, stdout_of, test_user};
+
+fn status_field(status: &str, key: &str) -> String {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_else(|| panic!("{key} missing from\n{status}"))
+}
+
+fn hardened_status(who: As) {
+    let scratch = Scratch::new(who);
+    let out = run_sh(who, &scratch, &[], "cat /proc/self/status");
+    assert!(out.status.success(), "{}", describe(&out));
+    let status = stdout_of(&out);
+    for key in ["CapEff", "CapPrm", "CapInh", "CapBnd", "CapAmb"] {
+        assert_eq!(status_field(&status, key), "0000000000000000", "{key}");
+    }
+    assert_eq!(status_field(&status, "NoNewPrivs"), "1");
+    assert_eq!(status_field(&status, "Seccomp"), "2");
+}
+
+#[test]
+fn root_run_drops_every_capability_and_sets_nnp_and_seccomp() {
+    hardened_status(As::Root);
+}
+
+#[test]
+fn rootless_run_drops_every_capability_and_sets_nnp_and_seccomp() {
+    hardened_status(As::User);
+}
+
+fn uid_map_line(who: As) -> Vec<String> {
+    let scratch = Scratch::new(who);
+    let out = run_sh(who, &scratch, &[], "cat /proc/self/uid_map; id -u");
+    assert!(out.status.success(), "{}", describe(&out));
+    stdout_of(&out).lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect()
+}
+
+#[test]
+fn container_root_maps_to_nobody_when_invoked_as_root() {
+    assert_eq!(uid_map_line(As::Root), ["0 65534 1", "0"]);
+}
+
+#[test]
+fn container_root_maps_to_the_invoking_user_when_rootless() {
+    let (uid, _) = test_user();
+    assert_eq!(uid_map_line(As::User), [format!("0 {uid} 1"), "0".to_owned()]);
+}
+
+#[test]
+fn hostname_and_network_are_isolated() {
+    let scratch = Scratch::new(As::Root);
+    let out = run_sh(As::Root, &scratch, &[], "hostname; tail -n +3 /proc/net/dev | cut -d: -f1");
+    assert!(out.status.success(), "{}", describe(&out));
+    let text = stdout_of(&out);
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    assert_eq!(lines, ["nucleus", "lo"], "only loopback inside");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("host hostname");
+    assert_ne!(host.trim(), "nucleus");
+}
+
+#[test]
+fn loopback_is_up_but_tcp_is_refused_without_network() {
+    let scratch = Scratch::new(As::Root);
+    // Landlock (ABI >= 4) refuses TCP bind/connect when the network is off.
+    let script = "python3 -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\", 0))' 2>&1 | tail -1";
+    let out = run_sh(As::Root, &scratch, &[], script);
+    assert!(stdout_of(&out).contains("PermissionError"), "{}", describe(&out));
+}
+
+#[test]
+fn host_network_must_be_asked_for() {
+    let scratch = Scratch::new(As::Root);
+    let out = run_sh(As::Root, &scratch, &["--net", "host"], "tail -n +3 /proc/net/dev | wc -l");
+    assert!(out.status.success(), "{}", describe(&out));
+    let host_ifaces = std::fs::read_to_string("/proc/net/dev").expect("net/dev").lines().skip(2).count();
+    assert_eq!(stdout_of(&out).trim(), host_ifaces.to_string());
+}
+
+#[test]
+fn host_secrets_are_not_visible() {
+    // A marker in the host's /root and /home proves those trees are absent, not just empty.
+    let marker_root = "/root/.nucleus-it-marker";
+    std::fs::write(marker_root, "secret").expect("marker");
+    let scratch = Scratch::new(As::Root);
+    let script = "for p in /etc/shadow /etc/gshadow /etc/ssh /root /home /run /root/.nucleus-it-marker /etc/sudoers /var; do \
+                    if [ -e $p ]; then echo visible:$p; fi; done; echo done";
+    let out = run_sh(As::Root, &scratch, &[], script);
+    let _ = std::fs::remove_file(marker_root);
+    assert_eq!(stdout_of(&out).trim(), "done", "{}", describe(&out));
+}
+
+#[test]
+fn proc_is_masked_and_read_only() {
+    let scratch = Scratch::new(As::Root);
+    // Every masked file that this kernel has must read as empty inside.
+    let present: Vec<&str> = nucleus::init::rootfs::PROC_MASKED_FILES
+        .iter()
+        .copied()
+        .filter(|f| std::path::Path::new("/proc").join(f).exists())
+        .collect();
+    assert!(!present.is_empty(), "this kernel has none of the masked /proc files");
+    let script = format!(
+        "for f in {}; do echo $f $(wc -c < /proc/$f); done; (echo 1 > /proc/sys/kernel/ns_last_pid) 2>/dev/null && echo writable || echo read-only",
+        present.join(" ")
+    );
+    let out = run_sh(As::Root, &scratch, &[], &script);
+    let expected: Vec<String> = present.iter().map(|f| format!("{f} 0")).chain(["read-only".to_owned()]).collect();
+    assert_eq!(stdout_of(&out).lines().collect::<Vec<_>>(), expected, "{}", describe(&out));
+}
+
+#[test]
+fn root_filesystem_and_system_dirs_are_read_only_and_tmp_is_a_limited_tmpfs() {
+    let scratch = Scratch::new(As::Root);
+    let script = "touch /usr/x 2>/dev/null && echo usr-writable; touch /x 2>/dev/null && echo root-writable; \
+                  touch /etc/x 2>/dev/null && echo etc-writable; echo ok > /tmp/x && cat /tmp/x; \
+                  df -k /tmp | tail -1 | awk '{print $2}'";
+    let out = run_sh(As::Root, &scratch, &["--tmpfs-size", "64M"], script);
+    let text = stdout_of(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines, ["ok", "65536"], "{}", describe(&out));
+}
+
+#[test]
+fn dev_has_only_safe_nodes() {
+    let scratch = Scratch::new(As::Root);
+    let out = run_sh(As::Root, &scratch, &[], "ls /dev | tr '\\n' ' '; echo x > /dev/null && head -c 4 /dev/zero | wc -c");
+    let text = stdout_of(&out);
+    assert!(text.starts_with("fd full null ptmx pts random shm stderr stdin stdout tty urandom zero "), "{}", describe(&out));
+    assert!(text.trim_end().ends_with('4'), "{}", describe(&out));
+}
+
+#[test]
+fn development_tools_work_inside() {
+    let scratch = Scratch::new(As::Root);
+    let script = "set -e; cd /tmp; bash -c 'echo bash'; dash -c 'echo dash'; git --version >/dev/null; \
+                  git init -q repo && cd repo && git -c user.email=a@b -c user.name=t commit -q --allow-empty -m x && echo git; \
+                  python3 -c 'print(\"python\")'; printf 'int main(){return 0;}' > m.c; gcc -o m m.c && ./m && echo gcc; \
+                  printf 'all:\\n\\t@echo make\\n' > Makefile && make -s";
+    let out = run_sh(As::Root, &scratch, &[], script);
+    assert_eq!(stdout_of(&out).lines().collect::<Vec<_>>(), ["bash", "dash", "git", "python", "gcc", "make"], "{}", describe(&out));
+}

@@ -1,0 +1,141 @@
+//! Exit codes, signal forwarding and cleanup on every exit path.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{As, Scratch, describe, nucleus, run_sh};
+
+#[test]
+fn exit_codes_follow_the_contract() {
+    let scratch = Scratch::new(As::Root);
+    let code = |script: &str| run_sh(As::Root, &scratch, &[], script).status.code();
+    assert_eq!(code("exit 42"), Some(42));
+    assert_eq!(code("kill -TERM $$"), Some(128 + 15));
+    assert_eq!(code("kill -KILL $$"), Some(128 + 9));
+    let ctx = scratch.subdir("ctx");
+    let run = |cmd: &[&str]| nucleus(As::Root, scratch.path()).arg("run").arg(&ctx).arg("--").args(cmd).output().expect("run");
+    let not_found = run(&["no-such-command"]);
+    assert_eq!(not_found.status.code(), Some(127), "{}", describe(&not_found));
+    assert!(String::from_utf8_lossy(&not_found.stderr).contains("command not found"));
+    let not_exec = run(&["/etc/hostname"]);
+    assert_eq!(not_exec.status.code(), Some(126), "{}", describe(&not_exec));
+    let missing_dir = nucleus(As::Root, scratch.path()).args(["run", "/no/such/dir", "--", "true"]).output().expect("run");
+    assert_eq!(missing_dir.status.code(), Some(125), "{}", describe(&missing_dir));
+    assert!(String::from_utf8_lossy(&missing_dir.stderr).contains("/no/such/dir"));
+}
+
+/// Start `nucleus run -- sh -c SCRIPT` and wait until it prints "ready".
+fn start_ready(scratch: &Scratch, script: &str) -> std::process::Child {
+    let ctx = scratch.subdir("ctx");
+    let mut child = nucleus(As::Root, scratch.path())
+        .arg("run")
+        .arg(&ctx)
+        .args(["--", "/bin/sh", "-c", script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn");
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().expect("stdout")).read_line(&mut line).expect("read");
+    assert_eq!(line.trim(), "ready");
+    child
+}
+
+/// Host pids of every descendant of `root` (from /proc).
+fn descendants(root: u32) -> Vec<u32> {
+    let mut parents = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Some(after) = stat.rsplit_once(") ").map(|(_, a)| a.to_owned()) else { continue };
+        let ppid: u32 = after.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+        parents.push((pid, ppid));
+    }
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let p = found[i];
+        found.extend(parents.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+fn wait_until_gone(pids: &[u32]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pids.iter().any(|p| std::path::Path::new(&format!("/proc/{p}")).exists()) {
+        assert!(Instant::now() < deadline, "sandbox processes {pids:?} survived");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn mount_count() -> usize {
+    std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo").lines().count()
+}
+
+#[test]
+fn signals_to_nucleus_reach_the_workload() {
+    let scratch = Scratch::new(As::Root);
+    let mut child = start_ready(&scratch, "trap 'exit 7' TERM; echo ready; while :; do sleep 0.05; done");
+    let sandbox = descendants(child.id());
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).expect("kill");
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(7), "the workload's TERM trap decides the exit code");
+    wait_until_gone(&sandbox);
+}
+
+#[test]
+fn kill_9_of_nucleus_leaves_no_process_mount_or_cgroup() {
+    let scratch = Scratch::new(As::Root);
+    let mounts_before = mount_count();
+    let mut child = start_ready(&scratch, "echo ready; sleep 1000");
+    let sandbox = descendants(child.id());
+    assert!(sandbox.len() >= 3, "outer init, PID 1 and the workload: {sandbox:?}");
+    let cgroups = cgroups_of(sandbox[0]);
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    wait_until_gone(&sandbox);
+    assert_eq!(mount_count(), mounts_before, "no host mount left");
+    for dir in cgroups {
+        // The kernel removes nothing by itself: nucleus's cgroup directory must be gone too, or empty
+        // and removed by the next run's sweep. A leftover empty directory is a leak.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while dir.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!dir.exists(), "cgroup {} left behind", dir.display());
+    }
+}
+
+#[test]
+fn normal_exit_leaves_no_process_or_cgroup() {
+    let scratch = Scratch::new(As::Root);
+    let mut child = start_ready(&scratch, "echo ready; sleep 0.3");
+    let sandbox = descendants(child.id());
+    let cgroups = cgroups_of(sandbox[0]);
+    assert!(child.wait().expect("wait").success());
+    wait_until_gone(&sandbox);
+    for dir in cgroups {
+        assert!(!dir.exists(), "cgroup {} left behind", dir.display());
+    }
+}
+
+/// The nucleus-created cgroup directories a process is in (v1 controllers and v2).
+fn cgroups_of(pid: u32) -> Vec<std::path::PathBuf> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
+    text.lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+            if !path.contains("nucleus") {
+                return None;
+            }
+            let base = if controllers.is_empty() { "unified".to_owned() } else { controllers.split(',').next()?.trim_start_matches("name=").to_owned() };
+            Some(std::path::Path::new("/sys/fs/cgroup").join(base).join(path.trim_start_matches('/')))
+        })
+        .collect()
+}
