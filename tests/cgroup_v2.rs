@@ -57,6 +57,10 @@ fn exercise(layout: &CgroupLayout, name: &str) {
         "cpu.stat usage_usec counts the loop: {sample:?}"
     );
     assert_eq!(sample.pids, 1, "one task in the cgroup");
+    assert!(
+        sample.memory_bytes > 0,
+        "resident memory of the task, without a memory controller"
+    );
     assert_eq!(sample.memory_limit_bytes, None);
     assert_eq!(cg.describe()["version"], "v2");
     cg.kill_all();

@@ -45,6 +45,11 @@ pub fn cpu_max(cpus: f64, period_us: u64) -> String {
     format!("{} {period_us}", cfs_quota_us(cpus, period_us))
 }
 
+/// The resident set size in pages: the second field of `/proc/PID/statm`.
+pub fn statm_resident_pages(text: &str) -> Option<u64> {
+    text.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// Fields of `/proc/PID/stat` that usage sampling needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProcStat {
@@ -110,6 +115,12 @@ mod tests {
         assert_eq!(cfs_quota_us(1.5, 100_000), 150_000);
         assert_eq!(cfs_quota_us(0.001, 100_000), 1000);
         assert_eq!(cpu_max(0.5, 100_000), "50000 100000");
+    }
+
+    #[test]
+    fn statm_gives_resident_pages() {
+        assert_eq!(statm_resident_pages("1000 250 100 1 0 50 0\n"), Some(250));
+        assert_eq!(statm_resident_pages(""), None);
     }
 
     #[test]

@@ -25,22 +25,22 @@ pub(super) fn create(
     limits: &Limits,
 ) -> Result<CgroupSetup, CgroupError> {
     let own = own_cgroup(None);
-    let parents = parent_candidates(mount, own.as_deref());
+    let needed = needed_controllers(limits);
     let mut last_err = None;
-    for parent in parents {
-        match delegate(&parent, &needed_controllers(limits)) {
-            Ok(()) => {
-                let mut cg = SandboxCgroup {
-                    version: Version::V2,
-                    dirs: Vec::new(),
-                    limits: *limits,
-                };
-                make_dir(&mut cg, "", parent.join(name))?;
-                apply_limits(&cg, limits)?;
-                return Ok(CgroupSetup::Limited(cg));
+    // A parent that delegates only the needed controllers is a fallback: without the others the
+    // sandbox's usage (memory, tasks) cannot be read from its cgroup.
+    let mut partial = None;
+    for parent in parent_candidates(mount, own.as_deref()) {
+        match delegate(&parent, &needed) {
+            Ok(true) => return build(&parent, name, limits),
+            Ok(false) => {
+                partial.get_or_insert(parent);
             }
             Err(e) => last_err = Some(e),
         }
+    }
+    if let Some(parent) = partial {
+        return build(&parent, name, limits);
     }
     match last_err {
         Some(err) => unavailable_or(err),
@@ -53,8 +53,22 @@ pub(super) fn create(
     }
 }
 
+/// Make `parent/name` and write the limits.
+fn build(parent: &Path, name: &str, limits: &Limits) -> Result<CgroupSetup, CgroupError> {
+    let mut cg = SandboxCgroup {
+        version: Version::V2,
+        dirs: Vec::new(),
+        limits: *limits,
+    };
+    make_dir(&mut cg, "", parent.join(name))?;
+    apply_limits(&cg, limits)?;
+    Ok(CgroupSetup::Limited(cg))
+}
+
 /// Enable the wanted controllers in `parent/cgroup.subtree_control`; only the needed ones must succeed.
-fn delegate(parent: &Path, needed: &[&'static str]) -> Result<(), CgroupError> {
+///
+/// Returns whether every wanted controller that the parent offers is now delegated.
+fn delegate(parent: &Path, needed: &[&'static str]) -> Result<bool, CgroupError> {
     let read_set = |file: &str| -> Vec<String> {
         fs::read_to_string(parent.join(file))
             .unwrap_or_default()
@@ -70,6 +84,7 @@ fn delegate(parent: &Path, needed: &[&'static str]) -> Result<(), CgroupError> {
         });
     }
     let enabled = read_set("cgroup.subtree_control");
+    let mut complete = true;
     for controller in WANTED {
         if enabled.iter().any(|e| e == controller) || !available.iter().any(|a| a == controller) {
             continue;
@@ -79,17 +94,19 @@ fn delegate(parent: &Path, needed: &[&'static str]) -> Result<(), CgroupError> {
             parent.join("cgroup.subtree_control"),
             format!("+{controller}"),
         );
-        if let Err(source) = result
-            && needed.contains(&controller)
-        {
-            return Err(CgroupError::Delegate {
-                controller,
-                parent: parent.to_owned(),
-                source,
-            });
+        match result {
+            Ok(()) => {}
+            Err(source) if needed.contains(&controller) => {
+                return Err(CgroupError::Delegate {
+                    controller,
+                    parent: parent.to_owned(),
+                    source,
+                });
+            }
+            Err(_) => complete = false,
         }
     }
-    Ok(())
+    Ok(complete)
 }
 
 fn apply_limits(cg: &SandboxCgroup, limits: &Limits) -> Result<(), CgroupError> {
@@ -112,7 +129,7 @@ fn apply_limits(cg: &SandboxCgroup, limits: &Limits) -> Result<(), CgroupError> 
     Ok(())
 }
 
-/// Read the v2 usage files; without the pids controller, count the cgroup's threads instead.
+/// Read the v2 usage files; without the pids or memory controller, count threads and resident memory.
 pub(super) fn sample(cg: &SandboxCgroup) -> UsageSample {
     let num = |file: &str| cg.read("", file).and_then(|t| parse::number(&t));
     let cpu_stat = cg.read("", "cpu.stat").unwrap_or_default();
@@ -121,7 +138,7 @@ pub(super) fn sample(cg: &SandboxCgroup) -> UsageSample {
             .map_or(0, |t| t.lines().count() as u64)
     });
     UsageSample {
-        memory_bytes: num("memory.current").unwrap_or(0),
+        memory_bytes: num("memory.current").unwrap_or_else(|| resident_bytes(&cg.pids())),
         memory_peak_bytes: num("memory.peak").unwrap_or(0),
         memory_limit_bytes: cg.limits.memory_bytes,
         cpu_usage_usec: parse::keyed(&cpu_stat, "usage_usec").unwrap_or(0),
@@ -131,6 +148,19 @@ pub(super) fn sample(cg: &SandboxCgroup) -> UsageSample {
         oom_kills: oom_kills(cg),
         cpu_throttled_usec: parse::keyed(&cpu_stat, "throttled_usec").unwrap_or(0),
     }
+}
+
+/// Without the memory controller (a hybrid host's unified side), sum the tasks' resident memory.
+fn resident_bytes(pids: &[u32]) -> u64 {
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .map_or(4096, |p| p.max(1) as u64);
+    pids.iter()
+        .filter_map(|pid| fs::read_to_string(format!("/proc/{pid}/statm")).ok())
+        .filter_map(|t| parse::statm_resident_pages(&t))
+        .map(|pages| pages * page)
+        .sum()
 }
 
 /// The `oom_kill` counter of `memory.events`.
@@ -145,4 +175,54 @@ pub(super) fn kill(cg: &SandboxCgroup) -> bool {
     cg.dir("")
         .map(|d| d.join("cgroup.kill"))
         .is_some_and(|p: PathBuf| fs::write(p, "1").is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake parent cgroup: plain files, and `subtree_control` a directory when writes must fail.
+    fn parent(offers: &str, writable: bool) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(dir.path().join("cgroup.controllers"), offers).expect("write");
+        if writable {
+            fs::write(dir.path().join("cgroup.subtree_control"), "").expect("write");
+        } else {
+            fs::create_dir(dir.path().join("cgroup.subtree_control")).expect("mkdir");
+        }
+        dir
+    }
+
+    #[test]
+    fn delegation_is_complete_when_every_offered_controller_is_enabled() {
+        let dir = parent("cpu memory pids io\n", true);
+        assert!(delegate(dir.path(), &["memory"]).expect("delegates"));
+    }
+
+    #[test]
+    fn failing_optional_controllers_make_a_partial_fallback() {
+        let dir = parent("cpu memory pids\n", false);
+        assert!(!delegate(dir.path(), &[]).expect("nothing needed"));
+        let err = delegate(dir.path(), &["pids"]).expect_err("needed one fails");
+        assert!(matches!(
+            err,
+            CgroupError::Delegate {
+                controller: "memory" | "cpu" | "pids",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_needed_controller_the_parent_lacks_is_named() {
+        let dir = parent("cpu\n", true);
+        let err = delegate(dir.path(), &["memory"]).expect_err("memory missing");
+        assert!(matches!(
+            err,
+            CgroupError::ControllerMissing {
+                controller: "memory",
+                ..
+            }
+        ));
+    }
 }
