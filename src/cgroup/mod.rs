@@ -137,6 +137,9 @@ impl SandboxCgroup {
     }
 
     /// The pids currently in the cgroup (union over the v1 hierarchies).
+    ///
+    /// Tasks outside this process's pid namespace read as 0; they are left out, because
+    /// `kill(0, …)` would signal our own process group.
     pub fn pids(&self) -> Vec<u32> {
         let mut out: Vec<u32> = self
             .dirs
@@ -145,6 +148,7 @@ impl SandboxCgroup {
             .flat_map(|text| {
                 text.lines()
                     .filter_map(|l| l.trim().parse().ok())
+                    .filter(|&pid: &u32| pid > 0)
                     .collect::<Vec<u32>>()
             })
             .collect();
@@ -166,7 +170,9 @@ impl SandboxCgroup {
                 return;
             }
             for pid in pids {
-                if let Ok(pid) = i32::try_from(pid) {
+                if let Ok(pid) = i32::try_from(pid)
+                    && pid > 0
+                {
                     let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
                 }
             }
