@@ -3,6 +3,7 @@
 //! `prepare` runs in PID 1 before pivot_root; `change_report` and `save_changes` run in the supervisor
 //! after the workload exits, on the overlay's upper directory that PID 1 handed over as an fd.
 
+pub mod copy;
 pub mod error;
 pub mod manifest;
 pub mod mounts;
@@ -10,6 +11,7 @@ pub mod pathenc;
 pub mod report;
 pub mod save;
 pub mod snapshot;
+pub mod verify;
 pub mod walk;
 
 use std::fs::File;

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::context::error::ContextError;
 use crate::context::pathenc;
-use crate::context::walk::open_dir_at;
+use crate::context::walk::{join_path, open_dir_at};
 use crate::sys::context::{fgetxattr, read_dir_fd};
 
 pub use crate::context::save::save_changes;
@@ -114,15 +114,6 @@ fn is_opaque(dir: BorrowedFd<'_>) -> bool {
         .any(|name| matches!(fgetxattr(dir, name), Ok(Some(v)) if v == b"y"))
 }
 
-fn join(prefix: &[u8], name: &[u8]) -> Vec<u8> {
-    let mut p = prefix.to_vec();
-    if !p.is_empty() {
-        p.push(b'/');
-    }
-    p.extend_from_slice(name);
-    p
-}
-
 fn size_of(st: &FileStat) -> u64 {
     u64::try_from(st.st_size).unwrap_or(0)
 }
@@ -137,7 +128,7 @@ fn compare_dir(
     let visible_lower = if opaque { None } else { lower };
     let names = read_dir_fd(upper).map_err(|e| ContextError::Report(pathenc::encode(prefix), e))?;
     for raw in &names {
-        let path = join(prefix, &raw.name);
+        let path = join_path(prefix, &raw.name);
         let ust = nix::sys::stat::fstatat(upper, raw.name.as_slice(), AtFlags::AT_SYMLINK_NOFOLLOW)
             .map_err(err(&path))?;
         let lst = visible_lower.and_then(|l| {
@@ -193,7 +184,7 @@ fn compare_dir(
             .iter()
             .filter(|n| !kept.contains(&n.name.as_slice()))
         {
-            let path = join(prefix, &raw.name);
+            let path = join_path(prefix, &raw.name);
             let lst = nix::sys::stat::fstatat(l, raw.name.as_slice(), AtFlags::AT_SYMLINK_NOFOLLOW)
                 .map_err(err(&path))?;
             add_deleted(l, &raw.name, &lst, &path, report)?;
@@ -221,7 +212,7 @@ fn add_deleted(
     let names =
         read_dir_fd(sub.as_fd()).map_err(|e| ContextError::Report(pathenc::encode(path), e))?;
     for raw in names {
-        let child = join(path, &raw.name);
+        let child = join_path(path, &raw.name);
         let cst = nix::sys::stat::fstatat(
             sub.as_fd(),
             raw.name.as_slice(),

@@ -16,7 +16,7 @@ use nix::sys::stat::{Mode, SFlag};
 use crate::context::error::ContextError;
 use crate::context::pathenc;
 use crate::context::report::ChangeReport;
-use crate::context::walk::{open_beneath, open_dir_at};
+use crate::context::walk::{open_beneath, open_dir_at, split_path};
 
 /// Copies the report's created and modified files from `upper` into `dest`, and writes `deleted.txt`.
 pub fn save_changes(
@@ -69,15 +69,8 @@ fn resolve_dest(dest: &Path) -> Result<PathBuf, ContextError> {
     Ok(parent.join(name))
 }
 
-fn split(raw: &[u8]) -> (&[u8], &[u8]) {
-    match raw.iter().rposition(|b| *b == b'/') {
-        Some(i) => (&raw[..i], &raw[i + 1..]),
-        None => (&[], raw),
-    }
-}
-
 fn save_one(upper: BorrowedFd<'_>, dest: BorrowedFd<'_>, raw: &[u8]) -> std::io::Result<()> {
-    let (dir, name) = split(raw);
+    let (dir, name) = split_path(raw);
     let src_dir = if dir.is_empty() {
         upper.try_clone_to_owned()?
     } else {
@@ -139,12 +132,6 @@ fn make_dirs(root: BorrowedFd<'_>, dir: &[u8]) -> std::io::Result<OwnedFd> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn split_separates_parent_and_name() {
-        assert_eq!(split(b"a/b/c"), (&b"a/b"[..], &b"c"[..]));
-        assert_eq!(split(b"c"), (&b""[..], &b"c"[..]));
-    }
 
     #[test]
     fn nonexistent_dest_resolves_against_its_parent() {

@@ -202,6 +202,25 @@ fn visit(
     Ok(())
 }
 
+/// Splits a relative path into (parent directory, last component); the parent of `a` is empty.
+pub fn split_path(path: &[u8]) -> (&[u8], &[u8]) {
+    match path.iter().rposition(|b| *b == b'/') {
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => (&[], path),
+    }
+}
+
+/// Joins a relative directory path (possibly empty) and a name.
+pub fn join_path(prefix: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(prefix.len() + 1 + name.len());
+    p.extend_from_slice(prefix);
+    if !p.is_empty() {
+        p.push(b'/');
+    }
+    p.extend_from_slice(name);
+    p
+}
+
 /// Permission errors get their own variant so the message can say how to fix them.
 pub fn walk_error(path: String, e: std::io::Error) -> ContextError {
     if e.raw_os_error() == Some(libc::EACCES) {
