@@ -215,17 +215,24 @@ fn join_cgroup(mount: &Path, path: &str) -> PathBuf {
     }
 }
 
-/// The directory of our own cgroup for each available controller (v1: one per hierarchy; v2: the
-/// unified directory, once per enabled controller).
+/// The directory of our own cgroup for each available controller (v1: one per mounted hierarchy;
+/// v2: the unified directory, once per enabled controller).
 pub fn own_cgroup_dirs() -> Vec<(String, PathBuf)> {
     let root = Path::new("/sys/fs/cgroup");
     match cgroup_layout() {
         CgroupVersion::V1 | CgroupVersion::Hybrid => v1_hierarchies()
             .into_iter()
-            .flat_map(|(controllers, path)| {
-                let dir = join_cgroup(&root.join(controllers.join(",")), &path);
-                controllers.into_iter().map(move |c| (c, dir.clone()))
+            .filter_map(|(controllers, path)| {
+                // Co-mounted controllers live at e.g. "cpu,cpuacct", usually with per-name symlinks;
+                // a hierarchy listed in /proc/self/cgroup but not mounted here is unusable.
+                let joined = controllers.join(",");
+                let mount = std::iter::once(joined.as_str())
+                    .chain(controllers.iter().map(String::as_str))
+                    .map(|name| root.join(name))
+                    .find(|dir| dir.is_dir())?;
+                Some((controllers, join_cgroup(&mount, &path)))
             })
+            .flat_map(|(controllers, dir)| controllers.into_iter().map(move |c| (c, dir.clone())))
             .collect(),
         CgroupVersion::V2 => {
             let dir = join_cgroup(root, &v2_path().unwrap_or_default());
