@@ -1,8 +1,8 @@
 //! Kernel feature probes shared by `doctor` and the runtime's strictness checks.
 //!
 //! Probes that would change the caller's state (namespaces, mounts) run in a short-lived child
-//! process (see `sys::probe`), so they are safe to call from the multi-threaded supervisor. Each costs
-//! about a millisecond; nothing is cached, because the answer can change (sysctls, cgroup delegation).
+//! process (see `sys::probe`), so they are safe to call from the multi-threaded supervisor. Those cost
+//! 2–5 ms each (docs/doctor.md); nothing is cached, because the answer can change (sysctls, delegation).
 
 use std::fmt;
 use std::io;
