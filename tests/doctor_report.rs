@@ -169,3 +169,37 @@ fn config_in_the_context_directory_is_ignored() {
         "{detail}"
     );
 }
+
+#[test]
+fn a_missing_required_feature_makes_the_report_not_ready() {
+    use nucleus::doctor::{self, Row, Status};
+    let row = |feature, status, required| Row {
+        feature,
+        status,
+        detail: "probed".to_owned(),
+        without: "what happens instead",
+        required,
+    };
+    let fine = vec![
+        row("seccomp", Status::Ok, true),
+        row("bpf", Status::Missing, false),
+    ];
+    assert!(
+        doctor::ready(&fine),
+        "an optional feature does not block a run"
+    );
+    let text = doctor::render(&fine);
+    assert!(text.contains("without it: what happens instead"), "{text}");
+    assert!(text.contains("\nready:"), "{text}");
+
+    let broken = vec![
+        row("user_namespaces", Status::Missing, true),
+        row("config", Status::Degraded, true),
+    ];
+    assert!(!doctor::ready(&broken));
+    let text = doctor::render(&broken);
+    assert!(
+        text.contains("not ready: a default run needs user_namespaces, config."),
+        "{text}"
+    );
+}
