@@ -5,6 +5,7 @@ usage: context_bench.py SRC MNT RELEASE_DIR RUNS
 """
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -21,26 +22,33 @@ def fresh():
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4g", "tmpfs", mnt], check=True)
 
 
-def timed(cmd, shell=False, stdout=subprocess.DEVNULL):
-    t = time.monotonic()
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def timed(cmd, key, shell=False, stdout=subprocess.DEVNULL):
+    """Runs cmd; records wall seconds in times[key] and CPU seconds (user+sys) in cpus[key]."""
+    c, t = cpu(), time.monotonic()
     out = subprocess.run(cmd, shell=shell, check=True, stdout=stdout)
-    return time.monotonic() - t, out
+    times[key].append(time.monotonic() - t)
+    cpus[key].append(cpu() - c)
+    return out
 
 
 # Warm the page cache so every method reads the source from memory.
 subprocess.run(f"tar -C '{src}' -cf - . > /dev/null", shell=True, check=True)
 times = {"tar": [], "cp": [], "snapshot": [], "manifest": []}
+cpus = {k: [] for k in times}
 detail = None
 for _ in range(runs):
     fresh()
-    times["tar"].append(timed(f"tar -C '{src}' -cf - . | tar -C '{mnt}' -xf -", shell=True)[0])
+    timed(f"tar -C '{src}' -cf - . | tar -C '{mnt}' -xf -", "tar", shell=True)
     fresh()
-    times["cp"].append(timed(["cp", "-a", f"{src}/.", f"{mnt}/"])[0])
+    timed(["cp", "-a", f"{src}/.", f"{mnt}/"], "cp")
     fresh()
-    t, out = timed([snap, src, mnt], stdout=subprocess.PIPE)
-    times["snapshot"].append(t)
-    detail = json.loads(out.stdout)
-    times["manifest"].append(timed([nucleus, "manifest", src])[0])
+    detail = json.loads(timed([snap, src, mnt], "snapshot", stdout=subprocess.PIPE).stdout)
+    timed([nucleus, "manifest", src], "manifest")
 subprocess.run(["umount", mnt])
 
 print("tree:", json.dumps(detail))
@@ -54,6 +62,10 @@ names = {
 }
 med = {k: statistics.median(v) for k, v in times.items()}
 best = {k: min(v) for k, v in times.items()}
-print(f"{'method':<38}{'median s':>10}{'min s':>9}{'median/tar':>12}{'min/tar':>9}")
+cpu_med = {k: statistics.median(v) for k, v in cpus.items()}
+print(f"{'method':<38}{'wall med':>9}{'wall min':>9}{'med/tar':>8}{'min/tar':>8}{'cpu s':>7}{'cpu/tar':>8}")
 for k, name in names.items():
-    print(f"{name:<38}{med[k]:>10.3f}{best[k]:>9.3f}{med[k] / med['tar']:>12.2f}{best[k] / best['tar']:>9.2f}")
+    print(
+        f"{name:<38}{med[k]:>9.3f}{best[k]:>9.3f}{med[k] / med['tar']:>8.2f}{best[k] / best['tar']:>8.2f}"
+        f"{cpu_med[k]:>7.2f}{cpu_med[k] / cpu_med['tar']:>8.2f}"
+    )

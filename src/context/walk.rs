@@ -1,13 +1,15 @@
-//! Stat-only walk of a tree through directory fds: never follows a symlink, never leaves the tree.
+//! Stat-only walk of a tree: never follows a symlink, never leaves the tree or its filesystem.
 //!
-//! Each directory is opened relative to its parent's fd with `O_NOFOLLOW|O_DIRECTORY` and checked to
-//! be the inode that `fstatat` saw, so a directory swapped for a symlink mid-walk is refused.
+//! Each directory is opened beneath the root with `openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|...)`
+//! and checked to be the inode its parent's `fstatat` saw, so a directory swapped for a symlink or
+//! another directory mid-walk is refused.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
+use std::sync::{Condvar, Mutex};
 
 use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag};
-use nix::sys::stat::{FileStat, Mode, SFlag};
+use nix::sys::stat::{Mode, SFlag};
 
 use crate::context::error::ContextError;
 use crate::context::pathenc;
@@ -55,10 +57,10 @@ pub struct Skipped {
     pub kind: &'static str,
 }
 
-/// The result of a walk: reproducible entries (parents before children) and skipped ones.
+/// The result of a walk: reproducible entries and skipped ones.
 #[derive(Clone, Debug, Default)]
 pub struct Tree {
-    /// Directories, files and symlinks, in pre-order.
+    /// Directories, files and symlinks, sorted by path bytes (so parents come first).
     pub entries: Vec<WalkEntry>,
     /// Special files and mount points that are left out.
     pub skipped: Vec<Skipped>,
@@ -99,105 +101,177 @@ pub fn open_beneath(root: BorrowedFd<'_>, path: &[u8], flags: OFlag) -> nix::Res
     nix::fcntl::openat2(root, path, how)
 }
 
-/// Walks the tree below `root` (an fd opened on a directory).
+/// A directory waiting to be listed: its path and the inode its parent's `fstatat` saw.
+struct DirJob {
+    path: Vec<u8>,
+    ino: u64,
+    depth: usize,
+}
+
+/// Queue shared by the walk workers; `busy` counts jobs taken but not finished.
+#[derive(Default)]
+struct Queue {
+    jobs: Vec<DirJob>,
+    busy: usize,
+    failed: Option<ContextError>,
+}
+
+/// Walks the tree below `root` (an fd opened on a directory) on all workers.
+///
+/// Directories are listed in parallel; each is opened beneath the root with `openat2` (no symlinks)
+/// and must be the inode its parent listed. Entries come back sorted by path, so every directory
+/// precedes its contents.
 pub fn walk(root: BorrowedFd<'_>) -> Result<Tree, ContextError> {
     let root_stat =
         nix::sys::stat::fstat(root).map_err(|e| ContextError::Walk(".".into(), e.into()))?;
+    let dev = root_stat.st_dev;
+    let first = DirJob {
+        path: Vec::new(),
+        ino: root_stat.st_ino,
+        depth: 0,
+    };
+    let queue = Mutex::new(Queue {
+        jobs: vec![first],
+        ..Default::default()
+    });
+    let wake = Condvar::new();
+    let parts: Mutex<Vec<Tree>> = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..crate::context::copy::worker_threads() {
+            s.spawn(|| {
+                let mut part = Tree::default();
+                while let Some(job) = next_job(&queue, &wake) {
+                    let mut found = Vec::new();
+                    let result = list_dir(root, dev, &job, &mut part, &mut found);
+                    let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
+                    q.busy -= 1;
+                    match result {
+                        Ok(()) => q.jobs.extend(found),
+                        Err(e) => {
+                            q.failed.get_or_insert(e);
+                        }
+                    }
+                    wake.notify_all();
+                }
+                parts.lock().unwrap_or_else(|p| p.into_inner()).push(part);
+            });
+        }
+    });
+    if let Some(e) = queue.into_inner().unwrap_or_else(|p| p.into_inner()).failed {
+        return Err(e);
+    }
     let mut tree = Tree::default();
-    let mut prefix = Vec::new();
-    walk_dir(root, root_stat.st_dev, &mut prefix, 0, &mut tree)?;
+    for part in parts.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        tree.entries.extend(part.entries);
+        tree.skipped.extend(part.skipped);
+    }
+    tree.entries.sort_by(|a, b| a.path.cmp(&b.path));
+    tree.skipped.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(tree)
 }
 
-fn walk_dir(
-    dir: BorrowedFd<'_>,
-    dev: u64,
-    prefix: &mut Vec<u8>,
-    depth: usize,
-    tree: &mut Tree,
-) -> Result<(), ContextError> {
-    let shown = |p: &[u8]| {
-        if p.is_empty() {
-            ".".to_string()
-        } else {
-            pathenc::encode(p)
+/// Takes the next directory, waiting while others may still add some; None when the walk is over.
+fn next_job(queue: &Mutex<Queue>, wake: &Condvar) -> Option<DirJob> {
+    let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        if q.failed.is_some() {
+            return None;
         }
-    };
-    if depth > MAX_DEPTH {
-        return Err(ContextError::TooDeep(shown(prefix)));
-    }
-    let mut names = read_dir_fd(dir).map_err(|e| walk_error(shown(prefix), e))?;
-    names.sort_by(|a, b| a.name.cmp(&b.name));
-    for raw in names {
-        let base = prefix.len();
-        if !prefix.is_empty() {
-            prefix.push(b'/');
+        if let Some(job) = q.jobs.pop() {
+            q.busy += 1;
+            return Some(job);
         }
-        prefix.extend_from_slice(&raw.name);
-        let st = nix::sys::stat::fstatat(dir, raw.name.as_slice(), AtFlags::AT_SYMLINK_NOFOLLOW)
-            .map_err(|e| walk_error(shown(prefix), e.into()))?;
-        visit(dir, &raw.name, &st, dev, prefix, depth, tree)?;
-        prefix.truncate(base);
+        if q.busy == 0 {
+            return None;
+        }
+        q = wake.wait(q).unwrap_or_else(|p| p.into_inner());
     }
-    Ok(())
 }
 
-fn visit(
-    dir: BorrowedFd<'_>,
-    name: &[u8],
-    st: &FileStat,
+fn shown(p: &[u8]) -> String {
+    if p.is_empty() {
+        ".".to_string()
+    } else {
+        pathenc::encode(p)
+    }
+}
+
+/// Lists one directory: records its entries in `part`, queues its subdirectories in `found`.
+fn list_dir(
+    root: BorrowedFd<'_>,
     dev: u64,
-    path: &mut Vec<u8>,
-    depth: usize,
-    tree: &mut Tree,
+    job: &DirJob,
+    part: &mut Tree,
+    found: &mut Vec<DirJob>,
 ) -> Result<(), ContextError> {
-    let fmt = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
-    let mode = st.st_mode & 0o7777;
-    let mut entry = WalkEntry {
-        path: path.clone(),
-        kind: EntryKind::File,
-        mode,
-        size: 0,
-        ino: st.st_ino,
-        mtime: (st.st_mtime, st.st_mtime_nsec),
-        target: None,
-    };
-    let skip = |kind| Skipped {
-        path: path.clone(),
-        kind,
-    };
-    match fmt {
-        SFlag::S_IFREG => {
-            entry.size = u64::try_from(st.st_size).unwrap_or(0);
-            tree.entries.push(entry);
-        }
-        SFlag::S_IFLNK => {
-            let target = nix::fcntl::readlinkat(dir, name)
-                .map_err(|e| walk_error(pathenc::encode(path), e.into()))?;
-            entry.kind = EntryKind::Symlink;
-            entry.target = Some(target.into_vec());
-            tree.entries.push(entry);
-        }
-        SFlag::S_IFDIR if st.st_dev != dev => tree.skipped.push(skip("mount_point")),
-        SFlag::S_IFDIR => {
-            let sub =
-                open_dir_at(dir, name).map_err(|e| walk_error(pathenc::encode(path), e.into()))?;
-            let now = nix::sys::stat::fstat(sub.as_fd())
-                .map_err(|e| walk_error(pathenc::encode(path), e.into()))?;
-            if now.st_ino != st.st_ino || now.st_dev != st.st_dev {
-                return Err(ContextError::ChangedDuringCopy(
-                    pathenc::encode(path),
-                    "directory replaced during the walk",
-                ));
+    if job.depth > MAX_DEPTH {
+        return Err(ContextError::TooDeep(shown(&job.path)));
+    }
+    let path: &[u8] = if job.path.is_empty() { b"." } else { &job.path };
+    let dir = open_beneath(root, path, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+        .map_err(|e| walk_error(shown(&job.path), e.into()))?;
+    let now =
+        nix::sys::stat::fstat(dir.as_fd()).map_err(|e| walk_error(shown(&job.path), e.into()))?;
+    if now.st_ino != job.ino || now.st_dev != dev {
+        return Err(ContextError::ChangedDuringCopy(
+            shown(&job.path),
+            "directory replaced during the walk",
+        ));
+    }
+    let names = read_dir_fd(dir.as_fd()).map_err(|e| walk_error(shown(&job.path), e))?;
+    for raw in names {
+        let path = join_path(&job.path, &raw.name);
+        let st = nix::sys::stat::fstatat(
+            dir.as_fd(),
+            raw.name.as_slice(),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| walk_error(shown(&path), e.into()))?;
+        let fmt = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
+        let mut entry = WalkEntry {
+            path,
+            kind: EntryKind::File,
+            mode: st.st_mode & 0o7777,
+            size: 0,
+            ino: st.st_ino,
+            mtime: (st.st_mtime, st.st_mtime_nsec),
+            target: None,
+        };
+        let special = match fmt {
+            SFlag::S_IFREG => {
+                entry.size = u64::try_from(st.st_size).unwrap_or(0);
+                None
             }
-            entry.kind = EntryKind::Dir;
-            tree.entries.push(entry);
-            walk_dir(sub.as_fd(), dev, path, depth + 1, tree)?;
+            SFlag::S_IFLNK => {
+                let target = nix::fcntl::readlinkat(dir.as_fd(), raw.name.as_slice())
+                    .map_err(|e| walk_error(pathenc::encode(&entry.path), e.into()))?;
+                entry.kind = EntryKind::Symlink;
+                entry.target = Some(target.into_vec());
+                None
+            }
+            // Like the overlay, which shows a single filesystem: mounts inside the tree are left out.
+            SFlag::S_IFDIR if st.st_dev != dev => Some("mount_point"),
+            SFlag::S_IFDIR => {
+                entry.kind = EntryKind::Dir;
+                found.push(DirJob {
+                    path: entry.path.clone(),
+                    ino: st.st_ino,
+                    depth: job.depth + 1,
+                });
+                None
+            }
+            SFlag::S_IFIFO => Some("fifo"),
+            SFlag::S_IFSOCK => Some("socket"),
+            SFlag::S_IFCHR => Some("char_device"),
+            _ => Some("block_device"),
+        };
+        match special {
+            Some(kind) => part.skipped.push(Skipped {
+                path: entry.path,
+                kind,
+            }),
+            None => part.entries.push(entry),
         }
-        SFlag::S_IFIFO => tree.skipped.push(skip("fifo")),
-        SFlag::S_IFSOCK => tree.skipped.push(skip("socket")),
-        SFlag::S_IFCHR => tree.skipped.push(skip("char_device")),
-        _ => tree.skipped.push(skip("block_device")),
     }
     Ok(())
 }
