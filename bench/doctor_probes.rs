@@ -16,7 +16,10 @@ fn time<T>(name: &str, iterations: u32, mut probe: impl FnMut() -> T) {
 }
 
 fn main() {
-    let n: u32 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(200);
+    let n: u32 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(200);
     println!("{:32} {:>13}  ({n} iterations)", "probe", "per call");
     time("landlock_abi", n, features::landlock_abi);
     time("user_notif_available", n, features::user_notif_available);
@@ -24,8 +27,18 @@ fn main() {
     time("own_cgroup_dirs", n, features::own_cgroup_dirs);
     time("pidfd_available", n, features::pidfd_available);
     time("userns_available (child)", n, features::userns_available);
-    time("sandbox_namespaces (child)", n, features::sandbox_namespaces);
+    time(
+        "sandbox_namespaces (child)",
+        n,
+        features::sandbox_namespaces,
+    );
     time("overlay_in_userns (child)", n, features::overlay_in_userns);
-    time("bpf_load raw_tracepoint", n, || features::bpf_load(BpfProgType::RawTracepoint));
-    time("nucleus::doctor::collect (all)", n / 10 + 1, nucleus::doctor::collect);
+    time("bpf_load raw_tracepoint", n, || {
+        features::bpf_load(BpfProgType::RawTracepoint)
+    });
+    time(
+        "nucleus::doctor::collect (all)",
+        n / 10 + 1,
+        nucleus::doctor::collect,
+    );
 }
