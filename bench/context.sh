@@ -4,7 +4,8 @@
 # private mount namespace). Lazy-mode start time needs the runtime and is not measured here.
 #
 # usage: bench/context.sh [RUNS]
-# env:   BENCH_DIR (default /var/tmp/nucleus-ctx-bench), BENCH_FILES (30000), BENCH_MB (500)
+# env:   BENCH_DIR (default /var/tmp/nucleus-ctx-bench), BENCH_FILES (30000), BENCH_MB (500),
+#        BENCH_TMPFS_OPTS (default "size=4g,huge=within_size", the options nucleus mounts with)
 set -eu
 RUNS=${1:-5}
 BENCH_DIR=${BENCH_DIR:-/var/tmp/nucleus-ctx-bench}

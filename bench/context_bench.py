@@ -12,6 +12,8 @@ import sys
 import time
 
 src, mnt, release, runs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+# The same options for every method: those nucleus uses for its own context tmpfs.
+TMPFS_OPTS = os.environ.get("BENCH_TMPFS_OPTS", "size=4g,huge=within_size")
 snap = os.path.join(release, "examples", "snapshot_bench")
 nucleus = os.path.join(release, "nucleus")
 os.makedirs(mnt, exist_ok=True)
@@ -19,7 +21,7 @@ os.makedirs(mnt, exist_ok=True)
 
 def fresh():
     subprocess.run(["umount", mnt], stderr=subprocess.DEVNULL)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4g", "tmpfs", mnt], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", TMPFS_OPTS, "tmpfs", mnt], check=True)
 
 
 def cpu():
@@ -53,7 +55,7 @@ subprocess.run(["umount", mnt])
 
 print("tree:", json.dumps(detail))
 with open("/proc/loadavg") as f:
-    print(f"load average {' '.join(f.read().split()[:3])}, cores {os.cpu_count()}, runs {runs}")
+    print(f"load average {' '.join(f.read().split()[:3])}, cores {os.cpu_count()}, runs {runs}, tmpfs {TMPFS_OPTS}")
 names = {
     "tar": "tar -cf - | tar -xf - (into tmpfs)",
     "cp": "cp -a (into tmpfs)",
