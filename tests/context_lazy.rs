@@ -114,6 +114,15 @@ fn overlay_round_trip(d: &Dirs) {
         before,
         "rm -rf of /context must leave the host tree byte-identical"
     );
+
+    // The supervisor reads upper after the sandbox's mounts are gone: the fd alone keeps the tmpfs.
+    let before_detach = change_report(&upper, &host).expect("report");
+    assert_eq!(before_detach.deleted.len(), 5, "{before_detach}");
+    for mount in [t, d.scratch()] {
+        nix::mount::umount2(&mount, nix::mount::MntFlags::MNT_DETACH).expect("detach");
+    }
+    let after_detach = change_report(&upper, &host).expect("report from the fd alone");
+    assert_eq!(after_detach, before_detach);
 }
 
 #[test]

@@ -31,8 +31,15 @@ pub struct RawDirEntry {
     pub kind: DirEntryKind,
 }
 
-/// Lists every entry of the directory open at `dir` (which must be opened for reading, offset 0).
+/// Lists every entry of the directory open at `dir` (which must be opened for reading).
+///
+/// Rewinds first: the offset belongs to the open file, so a second listing through the same fd (or
+/// a dup of it) would otherwise see nothing.
 pub fn read_dir_fd(dir: BorrowedFd<'_>) -> io::Result<Vec<RawDirEntry>> {
+    // SAFETY: lseek on a borrowed, live fd only moves its offset.
+    if unsafe { libc::lseek(dir.as_raw_fd(), 0, libc::SEEK_SET) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
     let mut out = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -211,5 +218,11 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, vec![b"d".to_vec(), b"x".to_vec()]);
+        let again = read_dir_fd(std::os::fd::AsFd::as_fd(&f)).expect("read again");
+        assert_eq!(
+            again.len(),
+            2,
+            "a second listing through the same fd sees everything"
+        );
     }
 }
