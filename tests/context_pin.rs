@@ -120,7 +120,7 @@ fn conflicting_options_are_rejected_before_any_mount() {
     let mut s = spec(ContextMode::Lazy, 1 << 20);
     s.expect_root_hash = Some("00".into());
     assert!(
-        matches!(validate(&s), Err(ContextError::Conflict(m)) if m.contains("--context snapshot"))
+        matches!(validate(&s), Err(ContextError::Conflict(m)) if m.contains("--context-mode snapshot"))
     );
     let mut s = spec(ContextMode::Snapshot, 1 << 20);
     s.writable = true;

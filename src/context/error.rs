@@ -88,7 +88,7 @@ impl fmt::Display for ContextError {
             Self::MountOverlay(opts, e) => write!(
                 f,
                 "mounting the overlay on /context ({opts}) failed: {e}; rootless overlayfs needs kernel 5.11+, \
-                 or use --context snapshot / --writable"
+                 or use --context-mode snapshot / --writable"
             ),
             Self::OpenRoot(p, e) => write!(f, "opening {} failed: {e}", p.display()),
             Self::Walk(p, e) => write!(f, "reading {p} in the context failed: {e}"),
@@ -124,7 +124,7 @@ impl fmt::Display for ContextError {
             ),
             Self::PinMismatch(lines) => write!(
                 f,
-                "the context differs from the pinned manifest, so the sandbox was not started \
+                "the context differs from its pin (--expect-root-hash / --expect-manifest), so the sandbox was not started \
                  (re-pin with `nucleus manifest` if the change is expected):\n  {}",
                 lines.join("\n  ")
             ),

@@ -41,14 +41,14 @@ pub fn validate(spec: &ContextSpec) -> Result<(), ContextError> {
     let pinned = spec.expect_root_hash.is_some() || spec.expect_manifest.is_some();
     if spec.writable && spec.mode == ContextMode::Snapshot {
         return Err(ContextError::Conflict(
-            "--writable cannot be combined with --context snapshot: a snapshot is a private copy; drop one of them"
+            "--writable cannot be combined with --context-mode snapshot: a snapshot is a private copy; drop one of them"
                 .into(),
         ));
     }
     if pinned && spec.mode != ContextMode::Snapshot {
         return Err(ContextError::Conflict(
-            "--expect-root-hash / --expect-manifest need --context snapshot: only a verified copy cannot change \
-             after the check; add --context snapshot"
+            "--expect-root-hash / --expect-manifest need --context-mode snapshot: only a verified copy cannot change \
+             after the check; add --context-mode snapshot"
                 .into(),
         ));
     }
