@@ -86,6 +86,23 @@ pub struct SeccompSpec {
     pub profile_source: String,
     /// Allow ptrace and process_vm_* (denied by the default profile).
     pub allow_ptrace: bool,
+    /// The compiled filter (by the supervisor, once), installed by the workload.
+    pub filter: Vec<BpfInstruction>,
+    /// Whether the filter notifies denials to a listener (false: plain errno).
+    pub notify: bool,
+}
+
+/// One classic BPF instruction (`struct sock_filter`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BpfInstruction {
+    /// Opcode.
+    pub code: u16,
+    /// Jump offset if true.
+    pub jt: u8,
+    /// Jump offset if false.
+    pub jf: u8,
+    /// Constant operand.
+    pub k: u32,
 }
 
 /// What the seccomp filter does with calls the profile does not allow.

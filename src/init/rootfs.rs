@@ -116,6 +116,25 @@ pub enum MountOp {
     RemountReadOnly { target: PathBuf },
 }
 
+impl std::fmt::Display for MountOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MountOp::Tmpfs { target, .. } => write!(f, "mount tmpfs on {}", target.display()),
+            MountOp::BindReadOnly { source, target } => write!(f, "bind {} read-only on {}", source.display(), target.display()),
+            MountOp::BindDevice { source, target } => write!(f, "bind device {} on {}", source.display(), target.display()),
+            MountOp::Dir { path, .. } => write!(f, "mkdir {}", path.display()),
+            MountOp::File { path, .. } => write!(f, "write {}", path.display()),
+            MountOp::Symlink { link, target } => write!(f, "symlink {} -> {}", link.display(), target.display()),
+            MountOp::Proc { target } => write!(f, "mount proc on {}", target.display()),
+            MountOp::Devpts { target } => write!(f, "mount devpts on {}", target.display()),
+            MountOp::MaskFile { target, .. } => write!(f, "mask {}", target.display()),
+            MountOp::MaskDir { target } => write!(f, "mask directory {}", target.display()),
+            MountOp::ReadOnlySelf { target } => write!(f, "make {} read-only", target.display()),
+            MountOp::RemountReadOnly { target } => write!(f, "remount {} read-only", target.display()),
+        }
+    }
+}
+
 /// Mount flags the plan uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flags {

@@ -15,8 +15,7 @@ use serde_json::json;
 
 use super::error::{SetupError, Step, StepContext, StepResult};
 use super::{audit, landlock, report_failure};
-use crate::seccomp::{FilterMode, Policy};
-use crate::spec::{SandboxSpec, SeccompMode};
+use crate::spec::SandboxSpec;
 use crate::sys;
 
 /// Everything the workload needs, computed before the clone.
@@ -32,7 +31,7 @@ pub struct Prepared {
     strict: bool,
 }
 
-/// Resolve the command, build the Landlock ruleset and compile the seccomp filter.
+/// Resolve the command, build the Landlock ruleset and take the compiled seccomp filter.
 pub fn prepare(spec: &SandboxSpec, console: Option<OwnedFd>, ipc: BorrowedFd<'_>) -> StepResult<Prepared> {
     let path = resolve_command(spec)?;
     let cstr = |s: &[u8]| CString::new(s).map_err(|_| SetupError::other(Step::ResolveCommand, "NUL byte in argument"));
@@ -48,26 +47,8 @@ pub fn prepare(spec: &SandboxSpec, console: Option<OwnedFd>, ipc: BorrowedFd<'_>
         }
     };
 
-    let (policy, warnings) = Policy::from_spec(&spec.seccomp).map_err(|e| SetupError::other(Step::Seccomp, e.to_string()))?;
-    if !policy.allows_execve() {
-        return Err(SetupError::other(Step::Seccomp, "the profile does not allow execve, so no command can start under it"));
-    }
-    let notify = crate::features::user_notif_available();
-    if !notify && spec.strict {
-        return Err(SetupError::other(Step::Seccomp, "seccomp user notification is unavailable (--strict)"));
-    }
-    let mode = match spec.seccomp.mode {
-        SeccompMode::Enforce => FilterMode::Enforce { notify },
-        SeccompMode::Trace => FilterMode::Trace,
-    };
-    let filter = policy.compile(mode).map_err(|e| SetupError::other(Step::Seccomp, e.to_string()))?;
-    audit(
-        ipc,
-        "seccomp",
-        json!({"mode": spec.seccomp.mode, "profile": spec.seccomp.profile_source, "profile_digest": policy.digest(),
-               "instructions": filter.len(), "live_reports": notify, "warnings": warnings,
-               "allow_ptrace": spec.seccomp.allow_ptrace}),
-    );
+    let filter = spec.seccomp.filter.iter().map(|i| libc::sock_filter { code: i.code, jt: i.jt, jf: i.jf, k: i.k }).collect();
+    let notify = spec.seccomp.notify;
     Ok(Prepared { path, argv, envp, console, landlock, filter, notify, last_cap: sys::caps::last_cap(), strict: spec.strict })
 }
 

@@ -42,11 +42,11 @@ pub fn main(mut args: RunArgs, verbose: u8) -> i32 {
         return 125;
     }
     match prepare(&mut args) {
-        Ok(spec) => {
+        Ok((spec, policy, warnings)) => {
             let events = args.sandbox.events.clone();
             let interval = Duration::from_millis(args.sandbox.sample_interval_ms.unwrap_or(1000).max(10));
-            let _log = crate::telemetry::logging::init(verbose, false);
-            match supervise(spec, events.as_deref(), interval, mask) {
+            let seccomp = Seccomp { policy: Arc::new(policy), warnings };
+            match supervise(spec, seccomp, events.as_deref(), interval, mask, verbose) {
                 Ok(code) => code,
                 Err(msg) => {
                     console::restore_terminal();
@@ -63,13 +63,14 @@ pub fn main(mut args: RunArgs, verbose: u8) -> i32 {
 }
 
 /// Config defaults, then flags, then validation: nothing here touches the kernel.
-fn prepare(args: &mut RunArgs) -> Result<SandboxSpec, String> {
+fn prepare(args: &mut RunArgs) -> Result<(SandboxSpec, Policy, Vec<String>), String> {
     let config = crate::config::load().map_err(|e| e.to_string())?;
     config.apply_defaults(&mut args.sandbox);
     let mut spec = options::build_spec(&args.dir, args.command.clone(), &args.sandbox, SeccompMode::Enforce)
         .map_err(|e| e.to_string())?;
+    let (policy, warnings) = options::compile_seccomp(&mut spec).map_err(|e| e.to_string())?;
     spec.tty = io::stdin().is_terminal() && io::stdout().is_terminal();
-    Ok(spec)
+    Ok((spec, policy, warnings))
 }
 
 /// What the ipc loop learned by the time `__init` closed the channel.
@@ -80,10 +81,36 @@ struct Outcome {
     upper: Option<OwnedFd>,
 }
 
-fn supervise(spec: SandboxSpec, events: Option<&std::path::Path>, interval: Duration, mask: SigSet) -> Result<i32, String> {
+/// The compiled policy, kept to answer notifications.
+struct Seccomp {
+    policy: Arc<Policy>,
+    warnings: Vec<String>,
+}
+
+fn supervise(
+    spec: SandboxSpec,
+    seccomp: Seccomp,
+    events: Option<&std::path::Path>,
+    interval: Duration,
+    mask: SigSet,
+    verbose: u8,
+) -> Result<i32, String> {
     let started = Instant::now();
 
     let mut sink = EventSink::open(&spec.id, events).map_err(|e| e.to_string())?;
+    sink.write(&Event::audit(
+        &spec.id,
+        "sandbox_started",
+        json!({"command": spec.command, "context": spec.context_dir, "context_mode": spec.context.mode,
+               "writable": spec.context.writable, "network": spec.network, "strict": spec.strict}),
+    ));
+    sink.write(&Event::audit(
+        &spec.id,
+        "seccomp",
+        json!({"mode": spec.seccomp.mode, "profile": spec.seccomp.profile_source, "profile_digest": seccomp.policy.digest(),
+               "instructions": spec.seccomp.filter.len(), "live_reports": spec.seccomp.notify,
+               "warnings": seccomp.warnings, "allow_ptrace": spec.seccomp.allow_ptrace}),
+    ));
     let (tx, rx) = mpsc::channel::<Event>();
     let writer = thread::Builder::new()
         .name("events".into())
@@ -95,13 +122,20 @@ fn supervise(spec: SandboxSpec, events: Option<&std::path::Path>, interval: Dura
         })
         .map_err(|e| e.to_string())?;
 
-    let cgroup = match cgroup::create(&spec.id, &spec.limits).map_err(|e| e.to_string())? {
+    let asked = spec.limits.memory_bytes.is_some() || spec.limits.cpus.is_some() || spec.limits.pids.is_some();
+    // Without limits there is no cgroup: joining one costs ~10 ms on cgroup v1 (an RCU grace period
+    // per migration), and /proc gives the usage.
+    let setup = if asked {
+        cgroup::create(&spec.id, &spec.limits).map_err(|e| e.to_string())?
+    } else {
+        CgroupSetup::Unavailable { reason: "no limit requested".into() }
+    };
+    let cgroup = match setup {
         CgroupSetup::Limited(cg) => {
             let _ = tx.send(Event::audit(&spec.id, "limits_applied", cg.describe()));
             Some(Arc::new(cg))
         }
         CgroupSetup::Unavailable { reason } => {
-            let asked = spec.limits.memory_bytes.is_some() || spec.limits.cpus.is_some() || spec.limits.pids.is_some();
             if asked && spec.strict {
                 return Err(format!("cannot apply --memory/--cpus/--pids: {reason} (--strict)"));
             }
@@ -131,6 +165,8 @@ fn supervise(spec: SandboxSpec, events: Option<&std::path::Path>, interval: Dura
     };
     let place = |pid: u32| cgroup.as_ref().map_or(Ok(()), |cg| cg.add_process(pid));
     let mut sandbox = launcher::launch(&spec, stdio, place).map_err(|e| e.to_string())?;
+    // Set up after the launch, while `__init` builds the sandbox: it costs milliseconds.
+    let _log = crate::telemetry::logging::init(verbose, false);
     let mut copiers = pipe_copiers(&mut sandbox.child);
 
     let pid1 = Arc::new(AtomicI32::new(0));
@@ -153,7 +189,7 @@ fn supervise(spec: SandboxSpec, events: Option<&std::path::Path>, interval: Dura
             FromInit::Pid1Started { host_pid } => pid1.store(host_pid, Ordering::SeqCst),
             FromInit::SeccompListener => {
                 if let Some(listener) = fd {
-                    helpers.push(spawn_notify(listener, &spec, tx.clone())?);
+                    helpers.push(spawn_notify(listener, &spec, seccomp.policy.clone(), tx.clone())?);
                 }
             }
             FromInit::Console => {
@@ -179,10 +215,8 @@ fn supervise(spec: SandboxSpec, events: Option<&std::path::Path>, interval: Dura
     drop(sampler);
     console_master.lock().unwrap_or_else(|p| p.into_inner()).take();
 
+    // The sampler has already reported each OOM kill as an `oom` audit event.
     let oom_killed = cgroup.as_ref().is_some_and(|cg| cg.oom_kills() > 0);
-    if oom_killed {
-        let _ = tx.send(Event::audit(&spec.id, "oom", json!({"oom_kills": cgroup.as_ref().map(|cg| cg.oom_kills())})));
-    }
     report_changes(&spec, outcome.upper.as_ref(), &tx);
     let code = match (&outcome.failure, outcome.exit) {
         (Some(failure), _) => {
@@ -229,8 +263,7 @@ fn pipe_copiers(child: &mut std::process::Child) -> Vec<thread::JoinHandle<()>> 
 }
 
 /// Serve seccomp notifications: the supervisor records each denial and answers with the errno.
-fn spawn_notify(listener: OwnedFd, spec: &SandboxSpec, tx: Sender<Event>) -> Result<thread::JoinHandle<()>, String> {
-    let (policy, _) = Policy::from_spec(&spec.seccomp).map_err(|e| e.to_string())?;
+fn spawn_notify(listener: OwnedFd, spec: &SandboxSpec, policy: Arc<Policy>, tx: Sender<Event>) -> Result<thread::JoinHandle<()>, String> {
     let (mode, id) = (spec.seccomp.mode, spec.id.clone());
     thread::Builder::new()
         .name("seccomp".into())

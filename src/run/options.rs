@@ -8,8 +8,8 @@ use std::path::{Component, Path, PathBuf};
 use crate::cli::SandboxArgs;
 use crate::config::parse_size;
 use crate::launcher::choose_id_map;
-use crate::seccomp::Policy;
-use crate::spec::{ContextMode, ContextSpec, Limits, NetworkMode, SandboxSpec, SeccompMode, SeccompSpec};
+use crate::seccomp::{FilterMode, Policy};
+use crate::spec::{BpfInstruction, ContextMode, ContextSpec, Limits, NetworkMode, SandboxSpec, SeccompMode, SeccompSpec};
 
 /// Default size limit of each tmpfs.
 pub const DEFAULT_TMPFS_SIZE: &str = "1G";
@@ -72,9 +72,14 @@ pub fn build_spec(dir: &Path, command: Vec<String>, args: &SandboxArgs, mode: Se
         }
         None => (Policy::default_profile_json().to_owned(), "default".to_owned()),
     };
-    let seccomp = SeccompSpec { mode, profile_json, profile_source, allow_ptrace: args.allow_ptrace };
-    // Fail on a broken profile now, with the file's name, rather than inside the sandbox.
-    Policy::from_spec(&seccomp).map_err(|e| OptionError(format!("--seccomp-profile {}: {e}", seccomp.profile_source)))?;
+    let seccomp = SeccompSpec {
+        mode,
+        profile_json,
+        profile_source,
+        allow_ptrace: args.allow_ptrace,
+        filter: Vec::new(),
+        notify: false,
+    };
 
     let (euid, egid) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
     let env_id = |k: &str| std::env::var(k).ok().and_then(|v| v.parse().ok());
@@ -101,6 +106,28 @@ pub fn build_spec(dir: &Path, command: Vec<String>, args: &SandboxArgs, mode: Se
         limits: Limits { memory_bytes, cpus: args.cpus, pids: args.pids },
         ro_binds: args.ro_bind.iter().map(|b| parse_ro_bind(b)).collect::<Result<_, _>>()?,
     })
+}
+
+/// Parse and compile the profile once, here, with the file's name in any error; the workload only
+/// installs the result. Returns the policy, which answers notifications, and its warnings.
+pub fn compile_seccomp(spec: &mut SandboxSpec) -> Result<(Policy, Vec<String>), OptionError> {
+    let seccomp = &mut spec.seccomp;
+    let name = seccomp.profile_source.clone();
+    let (policy, warnings) = Policy::from_spec(seccomp).map_err(|e| OptionError(format!("seccomp profile {name}: {e}")))?;
+    if !policy.allows_execve() {
+        return err(format!("seccomp profile {name} does not allow execve, so no command can start under it"));
+    }
+    seccomp.notify = crate::features::user_notif_available();
+    if !seccomp.notify && spec.strict {
+        return err("seccomp user notification is unavailable, so denials cannot be reported (--strict)");
+    }
+    let mode = match seccomp.mode {
+        SeccompMode::Enforce => FilterMode::Enforce { notify: seccomp.notify },
+        SeccompMode::Trace => FilterMode::Trace,
+    };
+    let program = policy.compile(mode).map_err(|e| OptionError(format!("seccomp profile {name}: {e}")))?;
+    seccomp.filter = program.iter().map(|i| BpfInstruction { code: i.code, jt: i.jt, jf: i.jf, k: i.k }).collect();
+    Ok((policy, warnings))
 }
 
 /// The workload's environment: a fixed base, allowlisted host variables, then `-e` overrides.
