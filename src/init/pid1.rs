@@ -53,8 +53,11 @@ fn run(spec: &SandboxSpec, ipc: BorrowedFd<'_>, outer_alive: OwnedFd) -> StepRes
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), None).step(Step::SpawnWorkload, "sigprocmask")?;
     let signals = SignalFd::with_flags(&all, SfdFlags::SFD_CLOEXEC).step(Step::SpawnWorkload, "signalfd")?;
 
+    let notify = spec.seccomp.notify;
     let child = workload::spawn(prepared, ipc)?;
-    hand_over_listener(ipc)?;
+    // The workload has exec'd (or died trying): its last step was installing the filter.
+    let handed_over = hand_over_listener(ipc)?;
+    audit(ipc, "seccomp", json!({"applied": handed_over || !notify, "mode": spec.seccomp.mode, "live_reports": handed_over}));
     let _ = ipc::send(ipc, &FromInit::WorkloadStarted, None);
     Ok(supervise(Pid::from_raw(child), &signals, ipc))
 }
@@ -130,7 +133,8 @@ fn open_console(ipc: BorrowedFd<'_>) -> StepResult<OwnedFd> {
 }
 
 /// After the workload exec'd, the seccomp listener is in our (formerly shared) fd table: pass it on.
-fn hand_over_listener(ipc: BorrowedFd<'_>) -> StepResult<()> {
+/// Returns whether there was one.
+fn hand_over_listener(ipc: BorrowedFd<'_>) -> StepResult<bool> {
     let entries = fs::read_dir("/proc/self/fd").step(Step::ListenerHandoff, "reading /proc/self/fd")?;
     for entry in entries.flatten() {
         let is_listener = fs::read_link(entry.path()).is_ok_and(|t| t.as_os_str() == "anon_inode:seccomp notify");
@@ -138,9 +142,10 @@ fn hand_over_listener(ipc: BorrowedFd<'_>) -> StepResult<()> {
         if let (true, Some(fd_num)) = (is_listener, fd_num) {
             let listener = sys::adopt_inherited_fd(fd_num);
             ipc::send(ipc, &FromInit::SeccompListener, Some(listener.as_fd())).step(Step::ListenerHandoff, "sending the listener")?;
+            return Ok(true);
         }
     }
-    Ok(())
+    Ok(false)
 }
 
 /// Reap every child, forward signals to the workload, and return when the workload has exited.

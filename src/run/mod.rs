@@ -106,7 +106,7 @@ fn supervise(
     ));
     sink.write(&Event::audit(
         &spec.id,
-        "seccomp",
+        "seccomp_profile",
         json!({"mode": spec.seccomp.mode, "profile": spec.seccomp.profile_source, "profile_digest": seccomp.policy.digest(),
                "instructions": spec.seccomp.filter.len(), "live_reports": spec.seccomp.notify,
                "warnings": seccomp.warnings, "allow_ptrace": spec.seccomp.allow_ptrace}),
@@ -267,7 +267,7 @@ fn spawn_notify(listener: OwnedFd, spec: &SandboxSpec, policy: Arc<Policy>, tx: 
     let (mode, id) = (spec.seccomp.mode, spec.id.clone());
     thread::Builder::new()
         .name("seccomp".into())
-        .spawn(move || { let _ = (listener, policy, mode, id, tx); })
+        .spawn(move || crate::seccomp::notify::serve(listener, policy, mode, id, tx))
         .map_err(|e| e.to_string())
 }
 
