@@ -148,7 +148,24 @@ fn compare_dir(
             }
         }
         if kind(&ust) == SFlag::S_IFDIR {
-            let usub = open_dir_at(upper, &raw.name).map_err(err(&path))?;
+            let usub = match open_dir_at(upper, &raw.name) {
+                Ok(fd) => fd,
+                // A directory the workload locked (chmod 000) cannot be listed by an unprivileged
+                // supervisor: report it as one entry, marked by a trailing `/`, instead of failing.
+                Err(nix::Error::EACCES) => {
+                    let change = Change {
+                        path: format!("{}/", pathenc::encode(&path)),
+                        size: 0,
+                    };
+                    if l_is_dir {
+                        report.modified.push(change)
+                    } else {
+                        report.created.push(change)
+                    }
+                    continue;
+                }
+                Err(e) => return Err(err(&path)(e)),
+            };
             let lsub = match visible_lower {
                 Some(l) if l_is_dir => Some(open_dir_at(l, &raw.name).map_err(err(&path))?),
                 _ => None,
