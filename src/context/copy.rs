@@ -3,7 +3,8 @@
 //! Every source file is opened with `openat2` beneath its directory (itself opened beneath the root:
 //! no symlinks, no magic links, no mount crossing) and read exactly once; the bytes feed BLAKE3 and
 //! the copy's write from the same buffer. `fstat` before and after (size, mtime, ctime, inode)
-//! catches a file that changes meanwhile. The copy is then re-read from tmpfs and hashed again.
+//! catches a file that changes meanwhile. Each chunk of the copy is re-read from tmpfs and compared
+//! with the hashed bytes right after it is written.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -137,8 +138,8 @@ fn open_dir_beneath(root: BorrowedFd<'_>, dir: &[u8]) -> nix::Result<OwnedFd> {
     open_beneath(root, path, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
 }
 
-/// Reads one source file once, hashing it and (when `dst` is given) writing the same bytes to the copy,
-/// which is then re-read and hashed again.
+/// Reads one source file once, hashing it and (when `dst_dir` is given) writing the same bytes to the
+/// copy, each chunk read back and compared.
 fn transfer(
     src_dir: BorrowedFd<'_>,
     dst_dir: Option<BorrowedFd<'_>>,

@@ -18,9 +18,9 @@ use crate::context::walk::{self, EntryKind, Tree};
 pub struct SnapshotStats {
     /// Stat-only walk of the source.
     pub walk: Duration,
-    /// Parallel copy + hash.
+    /// Parallel copy + hash + per-chunk read-back check.
     pub copy: Duration,
-    /// Re-walk and re-hash of the copy.
+    /// Structural check of the copy (names, types, directory modes, link targets).
     pub verify: Duration,
     /// Worker threads used.
     pub threads: usize,
@@ -51,8 +51,8 @@ pub fn snapshot(
     check_space(dst, &tree)?;
     stats.walk = t.elapsed();
 
-    // Each file is verified right after it is written: re-read from the tmpfs through its own fd and
-    // hashed again, while its pages are still hot. The re-walk below then checks the structure.
+    // Each chunk is verified right after it is written: re-read from the tmpfs and compared with the
+    // bytes that were hashed, while its pages are still hot. The pass below then checks the structure.
     let t = Instant::now();
     create_skeleton(dst, &tree)?;
     let hashes = copy::for_each_file(&tree, src, Some(dst))?;
@@ -60,8 +60,8 @@ pub fn snapshot(
     let manifest = build_manifest(&tree, hashes);
     stats.copy = t.elapsed();
 
-    // Structure: the copy must hold exactly the manifest's entries with the same types, modes, sizes
-    // and link targets (content was checked per file above), and nothing else.
+    // Structure: the copy must hold exactly the walked entries with the same types, directory modes
+    // and link targets (file content, size and mode were checked per file above), and nothing else.
     let t = Instant::now();
     let diff = verify::verify_structure(dst, &tree)?;
     if !diff.is_empty() {
