@@ -109,7 +109,11 @@ pub fn prepare(
             audit["walk_ms"] = (stats.walk.as_millis() as u64).into();
             audit["copy_ms"] = (stats.copy.as_millis() as u64).into();
             audit["verify_ms"] = (stats.verify.as_millis() as u64).into();
-            audit["skipped"] = manifest.to_json()["skipped"].clone();
+            audit["skipped"] = manifest
+                .skipped
+                .iter()
+                .map(|s| serde_json::json!({ "path": pathenc::encode(&s.path), "type": s.kind }))
+                .collect();
             root_hash = Some(hash);
             drop(dst);
             mounts::seal_lower(&layout.lower)?;
