@@ -191,12 +191,25 @@ fn make_device_and_secret(host: &Path) {
 #[test]
 fn lazy_hostile_tree_rootless() {
     let Some(d) = child_dirs("lazy_hostile_tree_rootless") else {
+        // A live host socket in the tree, connectable by anyone on the host (mode 0777).
+        let mut listener = None;
+        let post = |host: &Path| {
+            make_device_and_secret(host);
+            let l = std::os::unix::net::UnixListener::bind(host.join("sock")).expect("bind");
+            fs::set_permissions(
+                host.join("sock"),
+                std::os::unix::fs::PermissionsExt::from_mode(0o777),
+            )
+            .expect("chmod");
+            listener = Some(l);
+        };
         drop(run_child_with(
             "lazy_hostile_tree_rootless",
             Isolation::Rootless,
             fill_hostile,
-            make_device_and_secret,
+            post,
         ));
+        drop(listener);
         return;
     };
     let host = d.host();
@@ -226,6 +239,12 @@ fn lazy_hostile_tree_rootless() {
         fs::read_link(t.join("abs")).expect("readlink"),
         Path::new("/etc/shadow")
     );
+    // A host socket cannot be reached through the overlay (it is not the bound inode), though the
+    // lower bind, which the workload never sees after pivot_root, would connect.
+    let err = std::os::unix::net::UnixStream::connect(t.join("sock")).expect_err("no host socket");
+    assert_eq!(err.raw_os_error(), Some(libc::ECONNREFUSED), "{err}");
+    std::os::unix::net::UnixStream::connect(d.scratch().join("lower/sock"))
+        .expect("control: lower connects");
     // Device nodes are inert (nodev); fifos stay visible as fifos.
     let err = fs::File::open(t.join("null")).expect_err("device must not open");
     assert_eq!(err.raw_os_error(), Some(libc::EACCES), "{err}");
