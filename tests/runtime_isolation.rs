@@ -145,3 +145,16 @@ fn development_tools_work_inside() {
     let out = run_sh(As::Root, &scratch, &[], script);
     assert_eq!(stdout_of(&out).lines().collect::<Vec<_>>(), ["bash", "dash", "git", "python", "gcc", "make"], "{}", describe(&out));
 }
+
+#[test]
+fn cargo_node_vim_less_and_top_work_inside() {
+    let scratch = Scratch::new(As::Root);
+    // A real cargo build (Debian's cargo in /usr/bin) of a crate without dependencies, offline.
+    let script = "set -e; export CARGO_HOME=/tmp/cargo-home; cd /tmp; cargo new -q --offline hello >/dev/null 2>&1 || cargo new --vcs none hello >/dev/null; \
+                  cd hello && cargo build -q --offline && ./target/debug/hello; \
+                  node -e 'console.log(\"node\")'; \
+                  printf 'line\\n' > f.txt; vim -es -u NONE -c '%s/line/vim/' -c 'wq' f.txt && cat f.txt; \
+                  less -FX f.txt | sed 's/vim/less/'; top -b -n 1 | head -1 | cut -c1-3";
+    let out = run_sh(As::Root, &scratch, &[], script);
+    assert_eq!(stdout_of(&out).lines().collect::<Vec<_>>(), ["Hello, world!", "node", "vim", "less", "top"], "{}", describe(&out));
+}

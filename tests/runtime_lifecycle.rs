@@ -30,10 +30,11 @@ fn exit_codes_follow_the_contract() {
 /// Start `nucleus run -- sh -c SCRIPT` and wait until it prints "ready".
 fn start_ready(scratch: &Scratch, script: &str) -> std::process::Child {
     let ctx = scratch.subdir("ctx");
+    // A pid limit makes nucleus create a cgroup, whose removal the tests check.
     let mut child = nucleus(As::Root, scratch.path())
         .arg("run")
         .arg(&ctx)
-        .args(["--", "/bin/sh", "-c", script])
+        .args(["--pids", "256", "--", "/bin/sh", "-c", script])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -82,10 +83,15 @@ fn signals_to_nucleus_reach_the_workload() {
     let scratch = Scratch::new(As::Root);
     let mut child = start_ready(&scratch, "trap 'exit 7' TERM; echo ready; while :; do sleep 0.05; done");
     let sandbox = descendants(child.id());
+    let cgroups = cgroups_of(sandbox[sandbox.len() - 1]);
+    assert!(!cgroups.is_empty(), "the sandbox runs in a nucleus cgroup");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).expect("kill");
     let status = child.wait().expect("wait");
     assert_eq!(status.code(), Some(7), "the workload's TERM trap decides the exit code");
     wait_until_gone(&sandbox);
+    for dir in cgroups {
+        assert!(!dir.exists(), "cgroup {} left behind", dir.display());
+    }
 }
 
 #[test]
@@ -95,7 +101,8 @@ fn kill_9_of_nucleus_leaves_no_process_mount_or_cgroup() {
     let mut child = start_ready(&scratch, "echo ready; sleep 1000");
     let sandbox = descendants(child.id());
     assert!(sandbox.len() >= 3, "outer init, PID 1 and the workload: {sandbox:?}");
-    let cgroups = cgroups_of(sandbox[0]);
+    let cgroups = cgroups_of(sandbox[sandbox.len() - 1]);
+    assert!(!cgroups.is_empty(), "the sandbox runs in a nucleus cgroup");
     child.kill().expect("SIGKILL");
     let _ = child.wait();
     wait_until_gone(&sandbox);
@@ -116,7 +123,8 @@ fn normal_exit_leaves_no_process_or_cgroup() {
     let scratch = Scratch::new(As::Root);
     let mut child = start_ready(&scratch, "echo ready; sleep 0.3");
     let sandbox = descendants(child.id());
-    let cgroups = cgroups_of(sandbox[0]);
+    let cgroups = cgroups_of(sandbox[sandbox.len() - 1]);
+    assert!(!cgroups.is_empty(), "the sandbox runs in a nucleus cgroup");
     assert!(child.wait().expect("wait").success());
     wait_until_gone(&sandbox);
     for dir in cgroups {
