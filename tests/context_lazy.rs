@@ -245,6 +245,23 @@ fn lazy_hostile_tree_rootless() {
     assert_eq!(err.raw_os_error(), Some(libc::ECONNREFUSED), "{err}");
     std::os::unix::net::UnixStream::connect(d.scratch().join("lower/sock"))
         .expect("control: lower connects");
+    // A fifo seen through the overlay is not the host's pipe: a reader on it does not make the lower
+    // (host) fifo openable for writing, while a reader on the lower one does (control).
+    let nonblock = |write: bool, p: &Path| {
+        use std::os::unix::fs::OpenOptionsExt;
+        fs::OpenOptions::new()
+            .read(!write)
+            .write(write)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(p)
+    };
+    let lower_fifo = d.scratch().join("lower/fifo");
+    let overlay_reader = nonblock(false, &t.join("fifo")).expect("open overlay fifo for reading");
+    let err = nonblock(true, &lower_fifo).expect_err("no reader on the host pipe");
+    assert_eq!(err.raw_os_error(), Some(libc::ENXIO), "{err}");
+    let lower_reader = nonblock(false, &lower_fifo).expect("control reader");
+    nonblock(true, &lower_fifo).expect("control: writer finds the lower reader");
+    drop((overlay_reader, lower_reader));
     // Device nodes are inert (nodev); fifos stay visible as fifos.
     let err = fs::File::open(t.join("null")).expect_err("device must not open");
     assert_eq!(err.raw_os_error(), Some(libc::EACCES), "{err}");
