@@ -22,7 +22,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a command in the sandbox, headless, and exit with its status.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Inspect, check and compare OCI/Docker seccomp profiles.
     #[command(subcommand)]
     Profile(ProfileCommand),

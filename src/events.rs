@@ -175,7 +175,11 @@ mod rfc3339 {
         let (hh, mm, ss) = (hms.next()??, hms.next()??, hms.next()??);
         let micros: u64 = format!("{frac:0<6}")[..6].parse().ok()?;
         let secs = days_from_civil(y, m, d) * 86_400 + hh * 3600 + mm * 60 + ss;
-        Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?) + Duration::from_micros(micros))
+        Some(
+            UNIX_EPOCH
+                + Duration::from_secs(u64::try_from(secs).ok()?)
+                + Duration::from_micros(micros),
+        )
     }
 
     // Howard Hinnant's days <-> civil date algorithms.
@@ -207,7 +211,8 @@ mod rfc3339 {
 
         #[test]
         fn round_trips_and_matches_known_date() {
-            let t = UNIX_EPOCH + Duration::from_secs(1_796_000_000) + Duration::from_micros(123_456);
+            let t =
+                UNIX_EPOCH + Duration::from_secs(1_796_000_000) + Duration::from_micros(123_456);
             let text = format(t);
             assert_eq!(text, "2026-11-30T00:53:20.123456Z");
             assert_eq!(parse(&text), Some(t));
@@ -236,7 +241,9 @@ mod tests {
             }),
         );
         let json: serde_json::Value = serde_json::to_value(&ev).expect("serialises");
-        for key in ["ts", "sandbox", "type", "name", "nr", "arch", "pid", "comm", "verdict", "count"] {
+        for key in [
+            "ts", "sandbox", "type", "name", "nr", "arch", "pid", "comm", "verdict", "count",
+        ] {
             assert!(json.get(key).is_some(), "missing {key}");
         }
         assert_eq!(json["type"], "syscall");

@@ -87,9 +87,15 @@ pub fn channel() -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// Send one message, with an optional fd.
-pub fn send<T: Serialize>(sock: BorrowedFd<'_>, msg: &T, fd: Option<BorrowedFd<'_>>) -> io::Result<()> {
+pub fn send<T: Serialize>(
+    sock: BorrowedFd<'_>,
+    msg: &T,
+    fd: Option<BorrowedFd<'_>>,
+) -> io::Result<()> {
     let body = serde_json::to_vec(msg).map_err(io::Error::other)?;
-    let len = u32::try_from(body.len()).map_err(io::Error::other)?.to_le_bytes();
+    let len = u32::try_from(body.len())
+        .map_err(io::Error::other)?
+        .to_le_bytes();
     let iov = [IoSlice::new(&len), IoSlice::new(&body)];
     let fds: Vec<RawFd> = fd.iter().map(|f| f.as_raw_fd()).collect();
     let cmsg = [ControlMessage::ScmRights(&fds)];
@@ -132,7 +138,8 @@ pub fn recv<T: DeserializeOwned>(sock: BorrowedFd<'_>) -> io::Result<Option<(T, 
         .get(4..4 + len)
         .filter(|_| bytes == 4 + len)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "ipc length mismatch"))?;
-    let msg = serde_json::from_slice(body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let msg =
+        serde_json::from_slice(body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     Ok(Some((msg, fd)))
 }
 

@@ -58,15 +58,23 @@ impl fmt::Display for LaunchError {
                 "writing {file}: {e}\n  hint: user namespaces may be restricted here; run `nucleus doctor`"
             ),
             LaunchError::Setup(failure) => write!(f, "{}", describe_failure(failure)),
-            LaunchError::Vanished => write!(f, "`nucleus __init` exited during setup without a report"),
+            LaunchError::Vanished => {
+                write!(f, "`nucleus __init` exited during setup without a report")
+            }
         }
     }
 }
 
 /// Human-readable form of a setup failure: step, message, errno and hint.
 pub fn describe_failure(failure: &SetupFailure) -> String {
-    let errno = failure.errno.map(|e| format!(" (errno {e})")).unwrap_or_default();
-    format!("setup step `{}` failed: {}{errno}\n  hint: {}", failure.step, failure.message, failure.hint)
+    let errno = failure
+        .errno
+        .map(|e| format!(" (errno {e})"))
+        .unwrap_or_default();
+    format!(
+        "setup step `{}` failed: {}{errno}\n  hint: {}",
+        failure.step, failure.message, failure.hint
+    )
 }
 
 /// Spawn `__init`, put it in the cgroup (via `place`), send the spec and write the id maps.
@@ -77,13 +85,19 @@ pub fn launch(
 ) -> Result<Sandbox, LaunchError> {
     let (ours, theirs) = ipc::channel().map_err(LaunchError::Channel)?;
     let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg("__init").env_clear().stdin(stdio.stdin).stdout(stdio.stdout).stderr(stdio.stderr);
-    let mut child = crate::sys::process::spawn_init(cmd, theirs.as_fd()).map_err(LaunchError::Spawn)?;
+    cmd.arg("__init")
+        .env_clear()
+        .stdin(stdio.stdin)
+        .stdout(stdio.stdout)
+        .stderr(stdio.stderr);
+    let mut child =
+        crate::sys::process::spawn_init(cmd, theirs.as_fd()).map_err(LaunchError::Spawn)?;
     drop(theirs);
     let started = (|| {
         // Why before the spec: `__init` creates its cgroup namespace later, rooted where it is now.
         place(child.id()).map_err(LaunchError::Cgroup)?;
-        ipc::send(ours.as_fd(), &ToInit::Start(Box::new(spec.clone())), None).map_err(LaunchError::Ipc)?;
+        ipc::send(ours.as_fd(), &ToInit::Start(Box::new(spec.clone())), None)
+            .map_err(LaunchError::Ipc)?;
         match ipc::recv::<FromInit>(ours.as_fd()).map_err(LaunchError::Ipc)? {
             Some((FromInit::UserNamespaceReady, _)) => {}
             Some((FromInit::Failed(failure), _)) => return Err(LaunchError::Setup(failure)),
@@ -119,11 +133,21 @@ fn write_id_maps(pid: u32, map: &IdMap) -> Result<(), LaunchError> {
 pub fn choose_id_map(euid: u32, egid: u32, sudo_uid: Option<u32>, sudo_gid: Option<u32>) -> IdMap {
     const NOBODY: u32 = 65534;
     if euid != 0 {
-        return IdMap { host_uid: euid, host_gid: egid, rootless: true };
+        return IdMap {
+            host_uid: euid,
+            host_gid: egid,
+            rootless: true,
+        };
     }
     let uid = sudo_uid.filter(|u| *u != 0).unwrap_or(NOBODY);
-    let gid = sudo_gid.filter(|g| *g != 0).unwrap_or(if uid == NOBODY { NOBODY } else { uid });
-    IdMap { host_uid: uid, host_gid: gid, rootless: false }
+    let gid = sudo_gid
+        .filter(|g| *g != 0)
+        .unwrap_or(if uid == NOBODY { NOBODY } else { uid });
+    IdMap {
+        host_uid: uid,
+        host_gid: gid,
+        rootless: false,
+    }
 }
 
 #[cfg(test)]
@@ -132,9 +156,30 @@ mod tests {
 
     #[test]
     fn container_root_is_never_host_root() {
-        assert_eq!(choose_id_map(1000, 1000, None, None), IdMap { host_uid: 1000, host_gid: 1000, rootless: true });
-        assert_eq!(choose_id_map(0, 0, None, None), IdMap { host_uid: 65534, host_gid: 65534, rootless: false });
-        assert_eq!(choose_id_map(0, 0, Some(1001), Some(1002)), IdMap { host_uid: 1001, host_gid: 1002, rootless: false });
+        assert_eq!(
+            choose_id_map(1000, 1000, None, None),
+            IdMap {
+                host_uid: 1000,
+                host_gid: 1000,
+                rootless: true
+            }
+        );
+        assert_eq!(
+            choose_id_map(0, 0, None, None),
+            IdMap {
+                host_uid: 65534,
+                host_gid: 65534,
+                rootless: false
+            }
+        );
+        assert_eq!(
+            choose_id_map(0, 0, Some(1001), Some(1002)),
+            IdMap {
+                host_uid: 1001,
+                host_gid: 1002,
+                rootless: false
+            }
+        );
         assert_eq!(choose_id_map(0, 0, Some(0), Some(0)).host_uid, 65534);
     }
 }

@@ -10,7 +10,10 @@ fn audit_log_lists_every_hardening_step_in_order() {
     let out = run_sh(As::Root, &scratch, &["--pids", "128"], "exit 3");
     assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
     let dir = scratch.path().join("state/nucleus/audit");
-    let logs: Vec<_> = std::fs::read_dir(&dir).expect("audit dir").flatten().collect();
+    let logs: Vec<_> = std::fs::read_dir(&dir)
+        .expect("audit dir")
+        .flatten()
+        .collect();
     assert_eq!(logs.len(), 1, "one audit log per sandbox");
     let text = std::fs::read_to_string(logs[0].path()).expect("audit log");
     let names: Vec<String> = text
@@ -36,9 +39,17 @@ fn audit_log_lists_every_hardening_step_in_order() {
     ];
     let positions: Vec<usize> = expected
         .iter()
-        .map(|step| names.iter().position(|n| n == step).unwrap_or_else(|| panic!("{step} missing from {names:?}")))
+        .map(|step| {
+            names
+                .iter()
+                .position(|n| n == step)
+                .unwrap_or_else(|| panic!("{step} missing from {names:?}"))
+        })
         .collect();
-    assert!(positions.windows(2).all(|w| w[0] < w[1]), "out of order: {names:?}");
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "out of order: {names:?}"
+    );
     let exit: serde_json::Value = text
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())

@@ -13,8 +13,18 @@ use std::time::{Duration, Instant};
 use common::{As, Scratch, nucleus};
 
 /// A host terminal (PTY) of `rows` x `cols` with `nucleus run -- sh -c SCRIPT` as its session leader.
-fn spawn_on_terminal(scratch: &Scratch, rows: u16, cols: u16, script: &str) -> (Child, OwnedFd, mpsc::Receiver<u8>) {
-    let ws = nix::pty::Winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+fn spawn_on_terminal(
+    scratch: &Scratch,
+    rows: u16,
+    cols: u16,
+    script: &str,
+) -> (Child, OwnedFd, mpsc::Receiver<u8>) {
+    let ws = nix::pty::Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     let pty = nix::pty::openpty(Some(&ws), None).expect("openpty");
     let ctx = scratch.subdir("ctx");
     let slave = File::from(pty.slave);
@@ -23,7 +33,10 @@ fn spawn_on_terminal(scratch: &Scratch, rows: u16, cols: u16, script: &str) -> (
     cmd.env("TERM", "xterm");
     let program = cmd.get_program().to_owned();
     let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
-    let envs: Vec<_> = cmd.get_envs().filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))).collect();
+    let envs: Vec<_> = cmd
+        .get_envs()
+        .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned())))
+        .collect();
     let child = std::process::Command::new("setsid")
         .arg("-c")
         .arg(program)
@@ -72,19 +85,32 @@ fn console_is_a_sandbox_pty_that_follows_the_window_size() {
     let (mut child, master, rx) = spawn_on_terminal(&scratch, 40, 100, script);
     let mut seen = String::new();
     read_until(&rx, &mut seen, "ready");
-    assert!(seen.contains("/dev/pts/0"), "the console is the sandbox's own pts: {seen}");
+    assert!(
+        seen.contains("/dev/pts/0"),
+        "the console is the sandbox's own pts: {seen}"
+    );
     assert!(seen.contains("40 100"), "initial size propagated: {seen}");
-    let bigger = nix::pty::Winsize { ws_row: 50, ws_col: 120, ws_xpixel: 0, ws_ypixel: 0 };
-    nucleus::sys::tty::set_window_size(master.as_raw_fd(), &libc::winsize {
-        ws_row: bigger.ws_row,
-        ws_col: bigger.ws_col,
+    let bigger = nix::pty::Winsize {
+        ws_row: 50,
+        ws_col: 120,
         ws_xpixel: 0,
         ws_ypixel: 0,
-    })
+    };
+    nucleus::sys::tty::set_window_size(
+        master.as_raw_fd(),
+        &libc::winsize {
+            ws_row: bigger.ws_row,
+            ws_col: bigger.ws_col,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        },
+    )
     .expect("resize");
     // Give the SIGWINCH a moment to be forwarded before the script reads the size again.
     std::thread::sleep(Duration::from_millis(300));
-    File::from(master.try_clone().expect("dup")).write_all(b"go\r").expect("type");
+    File::from(master.try_clone().expect("dup"))
+        .write_all(b"go\r")
+        .expect("type");
     read_until(&rx, &mut seen, "done");
     assert!(seen.contains("50 120"), "resize propagated: {seen}");
     assert_eq!(child.wait().expect("wait").code(), Some(5));

@@ -38,7 +38,10 @@ fn uid_map_line(who: As) -> Vec<String> {
     let scratch = Scratch::new(who);
     let out = run_sh(who, &scratch, &[], "cat /proc/self/uid_map; id -u");
     assert!(out.status.success(), "{}", describe(&out));
-    stdout_of(&out).lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect()
+    stdout_of(&out)
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
 }
 
 #[test]
@@ -49,13 +52,21 @@ fn container_root_maps_to_nobody_when_invoked_as_root() {
 #[test]
 fn container_root_maps_to_the_invoking_user_when_rootless() {
     let (uid, _) = test_user();
-    assert_eq!(uid_map_line(As::User), [format!("0 {uid} 1"), "0".to_owned()]);
+    assert_eq!(
+        uid_map_line(As::User),
+        [format!("0 {uid} 1"), "0".to_owned()]
+    );
 }
 
 #[test]
 fn hostname_and_network_are_isolated() {
     let scratch = Scratch::new(As::Root);
-    let out = run_sh(As::Root, &scratch, &[], "hostname; tail -n +3 /proc/net/dev | cut -d: -f1");
+    let out = run_sh(
+        As::Root,
+        &scratch,
+        &[],
+        "hostname; tail -n +3 /proc/net/dev | cut -d: -f1",
+    );
     assert!(out.status.success(), "{}", describe(&out));
     let text = stdout_of(&out);
     let lines: Vec<&str> = text.lines().map(str::trim).collect();
@@ -68,17 +79,31 @@ fn hostname_and_network_are_isolated() {
 fn loopback_is_up_but_tcp_is_refused_without_network() {
     let scratch = Scratch::new(As::Root);
     // Landlock (ABI >= 4) refuses TCP bind/connect when the network is off.
-    let script = "python3 -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\", 0))' 2>&1 | tail -1";
+    let script =
+        "python3 -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\", 0))' 2>&1 | tail -1";
     let out = run_sh(As::Root, &scratch, &[], script);
-    assert!(stdout_of(&out).contains("PermissionError"), "{}", describe(&out));
+    assert!(
+        stdout_of(&out).contains("PermissionError"),
+        "{}",
+        describe(&out)
+    );
 }
 
 #[test]
 fn host_network_must_be_asked_for() {
     let scratch = Scratch::new(As::Root);
-    let out = run_sh(As::Root, &scratch, &["--net", "host"], "tail -n +3 /proc/net/dev | wc -l");
+    let out = run_sh(
+        As::Root,
+        &scratch,
+        &["--net", "host"],
+        "tail -n +3 /proc/net/dev | wc -l",
+    );
     assert!(out.status.success(), "{}", describe(&out));
-    let host_ifaces = std::fs::read_to_string("/proc/net/dev").expect("net/dev").lines().skip(2).count();
+    let host_ifaces = std::fs::read_to_string("/proc/net/dev")
+        .expect("net/dev")
+        .lines()
+        .skip(2)
+        .count();
     assert_eq!(stdout_of(&out).trim(), host_ifaces.to_string());
 }
 
@@ -104,14 +129,26 @@ fn proc_is_masked_and_read_only() {
         .copied()
         .filter(|f| std::path::Path::new("/proc").join(f).exists())
         .collect();
-    assert!(!present.is_empty(), "this kernel has none of the masked /proc files");
+    assert!(
+        !present.is_empty(),
+        "this kernel has none of the masked /proc files"
+    );
     let script = format!(
         "for f in {}; do echo $f $(wc -c < /proc/$f); done; (echo 1 > /proc/sys/kernel/ns_last_pid) 2>/dev/null && echo writable || echo read-only",
         present.join(" ")
     );
     let out = run_sh(As::Root, &scratch, &[], &script);
-    let expected: Vec<String> = present.iter().map(|f| format!("{f} 0")).chain(["read-only".to_owned()]).collect();
-    assert_eq!(stdout_of(&out).lines().collect::<Vec<_>>(), expected, "{}", describe(&out));
+    let expected: Vec<String> = present
+        .iter()
+        .map(|f| format!("{f} 0"))
+        .chain(["read-only".to_owned()])
+        .collect();
+    assert_eq!(
+        stdout_of(&out).lines().collect::<Vec<_>>(),
+        expected,
+        "{}",
+        describe(&out)
+    );
 }
 
 #[test]
@@ -129,9 +166,18 @@ fn root_filesystem_and_system_dirs_are_read_only_and_tmp_is_a_limited_tmpfs() {
 #[test]
 fn dev_has_only_safe_nodes() {
     let scratch = Scratch::new(As::Root);
-    let out = run_sh(As::Root, &scratch, &[], "ls /dev | tr '\\n' ' '; echo x > /dev/null && head -c 4 /dev/zero | wc -c");
+    let out = run_sh(
+        As::Root,
+        &scratch,
+        &[],
+        "ls /dev | tr '\\n' ' '; echo x > /dev/null && head -c 4 /dev/zero | wc -c",
+    );
     let text = stdout_of(&out);
-    assert!(text.starts_with("fd full null ptmx pts random shm stderr stdin stdout tty urandom zero "), "{}", describe(&out));
+    assert!(
+        text.starts_with("fd full null ptmx pts random shm stderr stdin stdout tty urandom zero "),
+        "{}",
+        describe(&out)
+    );
     assert!(text.trim_end().ends_with('4'), "{}", describe(&out));
 }
 
@@ -143,7 +189,12 @@ fn development_tools_work_inside() {
                   python3 -c 'print(\"python\")'; printf 'int main(){return 0;}' > m.c; gcc -o m m.c && ./m && echo gcc; \
                   printf 'all:\\n\\t@echo make\\n' > Makefile && make -s";
     let out = run_sh(As::Root, &scratch, &[], script);
-    assert_eq!(stdout_of(&out).lines().collect::<Vec<_>>(), ["bash", "dash", "git", "python", "gcc", "make"], "{}", describe(&out));
+    assert_eq!(
+        stdout_of(&out).lines().collect::<Vec<_>>(),
+        ["bash", "dash", "git", "python", "gcc", "make"],
+        "{}",
+        describe(&out)
+    );
 }
 
 #[test]
@@ -156,5 +207,10 @@ fn cargo_node_vim_less_and_top_work_inside() {
                   printf 'line\\n' > f.txt; vim -es -u NONE -c '%s/line/vim/' -c 'wq' f.txt && cat f.txt; \
                   less -FX f.txt | sed 's/vim/less/'; top -b -n 1 | head -1 | cut -c1-3";
     let out = run_sh(As::Root, &scratch, &[], script);
-    assert_eq!(stdout_of(&out).lines().collect::<Vec<_>>(), ["Hello, world!", "node", "vim", "less", "top"], "{}", describe(&out));
+    assert_eq!(
+        stdout_of(&out).lines().collect::<Vec<_>>(),
+        ["Hello, world!", "node", "vim", "less", "top"],
+        "{}",
+        describe(&out)
+    );
 }

@@ -16,14 +16,35 @@ fn exit_codes_follow_the_contract() {
     assert_eq!(code("kill -TERM $$"), Some(128 + 15));
     assert_eq!(code("kill -KILL $$"), Some(128 + 9));
     let ctx = scratch.subdir("ctx");
-    let run = |cmd: &[&str]| nucleus(As::Root, scratch.path()).arg("run").arg(&ctx).arg("--").args(cmd).output().expect("run");
+    let run = |cmd: &[&str]| {
+        nucleus(As::Root, scratch.path())
+            .arg("run")
+            .arg(&ctx)
+            .arg("--")
+            .args(cmd)
+            .output()
+            .expect("run")
+    };
     let not_found = run(&["no-such-command"]);
-    assert_eq!(not_found.status.code(), Some(127), "{}", describe(&not_found));
+    assert_eq!(
+        not_found.status.code(),
+        Some(127),
+        "{}",
+        describe(&not_found)
+    );
     assert!(String::from_utf8_lossy(&not_found.stderr).contains("command not found"));
     let not_exec = run(&["/etc/hostname"]);
     assert_eq!(not_exec.status.code(), Some(126), "{}", describe(&not_exec));
-    let missing_dir = nucleus(As::Root, scratch.path()).args(["run", "/no/such/dir", "--", "true"]).output().expect("run");
-    assert_eq!(missing_dir.status.code(), Some(125), "{}", describe(&missing_dir));
+    let missing_dir = nucleus(As::Root, scratch.path())
+        .args(["run", "/no/such/dir", "--", "true"])
+        .output()
+        .expect("run");
+    assert_eq!(
+        missing_dir.status.code(),
+        Some(125),
+        "{}",
+        describe(&missing_dir)
+    );
     assert!(String::from_utf8_lossy(&missing_dir.stderr).contains("/no/such/dir"));
 }
 
@@ -40,7 +61,9 @@ fn start_ready(scratch: &Scratch, script: &str) -> std::process::Child {
         .spawn()
         .expect("spawn");
     let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().expect("stdout")).read_line(&mut line).expect("read");
+    BufReader::new(child.stdout.as_mut().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read");
     assert_eq!(line.trim(), "ready");
     child
 }
@@ -49,10 +72,20 @@ fn start_ready(scratch: &Scratch, script: &str) -> std::process::Child {
 fn descendants(root: u32) -> Vec<u32> {
     let mut parents = Vec::new();
     for entry in std::fs::read_dir("/proc").expect("proc").flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        let Some(after) = stat.rsplit_once(") ").map(|(_, a)| a.to_owned()) else { continue };
-        let ppid: u32 = after.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(after) = stat.rsplit_once(") ").map(|(_, a)| a.to_owned()) else {
+            continue;
+        };
+        let ppid: u32 = after
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
         parents.push((pid, ppid));
     }
     let mut found = vec![root];
@@ -68,26 +101,46 @@ fn descendants(root: u32) -> Vec<u32> {
 
 fn wait_until_gone(pids: &[u32]) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while pids.iter().any(|p| std::path::Path::new(&format!("/proc/{p}")).exists()) {
-        assert!(Instant::now() < deadline, "sandbox processes {pids:?} survived");
+    while pids
+        .iter()
+        .any(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "sandbox processes {pids:?} survived"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 fn mount_count() -> usize {
-    std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo").lines().count()
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .expect("mountinfo")
+        .lines()
+        .count()
 }
 
 #[test]
 fn signals_to_nucleus_reach_the_workload() {
     let scratch = Scratch::new(As::Root);
-    let mut child = start_ready(&scratch, "trap 'exit 7' TERM; echo ready; while :; do sleep 0.05; done");
+    let mut child = start_ready(
+        &scratch,
+        "trap 'exit 7' TERM; echo ready; while :; do sleep 0.05; done",
+    );
     let sandbox = descendants(child.id());
     let cgroups = cgroups_of(sandbox[sandbox.len() - 1]);
     assert!(!cgroups.is_empty(), "the sandbox runs in a nucleus cgroup");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).expect("kill");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("kill");
     let status = child.wait().expect("wait");
-    assert_eq!(status.code(), Some(7), "the workload's TERM trap decides the exit code");
+    assert_eq!(
+        status.code(),
+        Some(7),
+        "the workload's TERM trap decides the exit code"
+    );
     wait_until_gone(&sandbox);
     for dir in cgroups {
         assert!(!dir.exists(), "cgroup {} left behind", dir.display());
@@ -100,7 +153,10 @@ fn kill_9_of_nucleus_leaves_no_process_mount_or_cgroup() {
     let mounts_before = mount_count();
     let mut child = start_ready(&scratch, "echo ready; sleep 1000");
     let sandbox = descendants(child.id());
-    assert!(sandbox.len() >= 3, "outer init, PID 1 and the workload: {sandbox:?}");
+    assert!(
+        sandbox.len() >= 3,
+        "outer init, PID 1 and the workload: {sandbox:?}"
+    );
     let cgroups = cgroups_of(sandbox[sandbox.len() - 1]);
     assert!(!cgroups.is_empty(), "the sandbox runs in a nucleus cgroup");
     child.kill().expect("SIGKILL");
@@ -142,8 +198,20 @@ fn cgroups_of(pid: u32) -> Vec<std::path::PathBuf> {
             if !path.contains("nucleus") {
                 return None;
             }
-            let base = if controllers.is_empty() { "unified".to_owned() } else { controllers.split(',').next()?.trim_start_matches("name=").to_owned() };
-            Some(std::path::Path::new("/sys/fs/cgroup").join(base).join(path.trim_start_matches('/')))
+            let base = if controllers.is_empty() {
+                "unified".to_owned()
+            } else {
+                controllers
+                    .split(',')
+                    .next()?
+                    .trim_start_matches("name=")
+                    .to_owned()
+            };
+            Some(
+                std::path::Path::new("/sys/fs/cgroup")
+                    .join(base)
+                    .join(path.trim_start_matches('/')),
+            )
         })
         .collect()
 }

@@ -25,7 +25,12 @@ ts = [threading.Thread(target=worker) for _ in range(8)]
 [t.start() for t in ts]; [t.join() for t in ts]
 print(len(res), sorted(set(res)))
 '"#;
-    let out = run_sh(who, &scratch, &["--events", events.to_str().expect("utf8")], script);
+    let out = run_sh(
+        who,
+        &scratch,
+        &["--events", events.to_str().expect("utf8")],
+        script,
+    );
     assert_eq!(stdout_of(&out).trim(), "400 [1]", "{}", describe(&out));
     let text = std::fs::read_to_string(&events).expect("events file");
     let mounts: Vec<serde_json::Value> = text
@@ -34,8 +39,15 @@ print(len(res), sorted(set(res)))
         .filter(|e| e["type"] == "syscall" && e["name"] == "mount")
         .collect();
     assert_eq!(mounts.len(), 400);
-    assert!(mounts.iter().all(|e| e["verdict"] == "denied" && e["errno"] == 1 && e["comm"] == "python3"));
-    assert_eq!(mounts.last().map(|e| e["count"].clone()), Some(serde_json::json!(400)));
+    assert!(
+        mounts
+            .iter()
+            .all(|e| e["verdict"] == "denied" && e["errno"] == 1 && e["comm"] == "python3")
+    );
+    assert_eq!(
+        mounts.last().map(|e| e["count"].clone()),
+        Some(serde_json::json!(400))
+    );
 }
 
 #[test]
@@ -56,8 +68,16 @@ fn default_profile_denials_inside_the_sandbox() {
                   print(l.syscall(321, 0, 0, 0), ctypes.get_errno())'";
     let out = run_sh(As::Root, &scratch, &[], script);
     let text = stdout_of(&out);
-    assert!(text.contains("Operation not permitted"), "unshare must be refused: {}", describe(&out));
-    assert!(text.trim_end().ends_with("-1 1"), "bpf(2) must get EPERM: {}", describe(&out));
+    assert!(
+        text.contains("Operation not permitted"),
+        "unshare must be refused: {}",
+        describe(&out)
+    );
+    assert!(
+        text.trim_end().ends_with("-1 1"),
+        "bpf(2) must get EPERM: {}",
+        describe(&out)
+    );
 }
 
 #[test]
@@ -66,18 +86,39 @@ fn docker_profiles_run_a_shell_and_deny_with_their_errno() {
         let scratch = Scratch::new(As::Root);
         let path = Path::new(TESTDATA).join(profile);
         let script = "echo shell-ok; unshare -U true 2>&1 | tail -1";
-        let out = run_sh(As::Root, &scratch, &["--seccomp-profile", path.to_str().expect("utf8")], script);
+        let out = run_sh(
+            As::Root,
+            &scratch,
+            &["--seccomp-profile", path.to_str().expect("utf8")],
+            script,
+        );
         let text = stdout_of(&out);
-        assert!(text.starts_with("shell-ok"), "{profile}: {}", describe(&out));
-        assert!(text.contains("Operation not permitted"), "{profile}: {}", describe(&out));
+        assert!(
+            text.starts_with("shell-ok"),
+            "{profile}: {}",
+            describe(&out)
+        );
+        assert!(
+            text.contains("Operation not permitted"),
+            "{profile}: {}",
+            describe(&out)
+        );
     }
 }
 
 #[test]
 fn a_malformed_profile_is_a_clear_error_naming_the_file() {
     let scratch = Scratch::new(As::Root);
-    let bad = scratch.write("bad.json", r#"{"defaultAction": "SCMP_ACT_NOPE", "syscalls": []}"#);
-    let out = run_sh(As::Root, &scratch, &["--seccomp-profile", bad.to_str().expect("utf8")], "true");
+    let bad = scratch.write(
+        "bad.json",
+        r#"{"defaultAction": "SCMP_ACT_NOPE", "syscalls": []}"#,
+    );
+    let out = run_sh(
+        As::Root,
+        &scratch,
+        &["--seccomp-profile", bad.to_str().expect("utf8")],
+        "true",
+    );
     assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.json"), "{err}");
@@ -88,9 +129,18 @@ fn a_profile_without_execve_is_refused_before_start() {
     let scratch = Scratch::new(As::Root);
     // Docker's own example profile allows only clone, open and close.
     let path = Path::new(TESTDATA).join("example.json");
-    let out = run_sh(As::Root, &scratch, &["--seccomp-profile", path.to_str().expect("utf8")], "true");
+    let out = run_sh(
+        As::Root,
+        &scratch,
+        &["--seccomp-profile", path.to_str().expect("utf8")],
+        "true",
+    );
     assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("execve"), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("execve"),
+        "{}",
+        describe(&out)
+    );
 }
 
 #[test]

@@ -86,16 +86,24 @@ impl Step {
             Step::UserNamespace | Step::IdMaps | Step::BecomeRoot => {
                 "user namespaces must be enabled (sysctl user.max_user_namespaces > 0); run `nucleus doctor`"
             }
-            Step::Namespaces => "the kernel refused a namespace; run `nucleus doctor` to see which features exist",
+            Step::Namespaces => {
+                "the kernel refused a namespace; run `nucleus doctor` to see which features exist"
+            }
             Step::PrivateMounts | Step::StagingRoot | Step::MountPlan | Step::PivotRoot => {
                 "a mount was refused; check that the paths exist and run `nucleus doctor`"
             }
             Step::Context => "check the context directory, --context-mode and --tmpfs-size",
-            Step::ResolveCommand => "check the command name; only the host's system directories are visible inside",
-            Step::Landlock => "Landlock is unavailable; run without --strict to continue without it",
+            Step::ResolveCommand => {
+                "check the command name; only the host's system directories are visible inside"
+            }
+            Step::Landlock => {
+                "Landlock is unavailable; run without --strict to continue without it"
+            }
             Step::Seccomp => "check the profile with `nucleus profile check FILE`",
             Step::Exec => "check that the command is an executable file inside the sandbox",
-            _ => "this is likely a bug in nucleus; rerun with -v and see the log in the state directory",
+            _ => {
+                "this is likely a bug in nucleus; rerun with -v and see the log in the state directory"
+            }
         }
     }
 }
@@ -117,12 +125,22 @@ impl SetupError {
     /// A syscall failure in `step`, described by `what`.
     pub fn os(step: Step, what: impl fmt::Display, err: impl Into<io::Error>) -> Self {
         let err = err.into();
-        SetupError { step, errno: err.raw_os_error(), message: format!("{what}: {err}"), exit_code: 125 }
+        SetupError {
+            step,
+            errno: err.raw_os_error(),
+            message: format!("{what}: {err}"),
+            exit_code: 125,
+        }
     }
 
     /// A failure that is not a syscall error.
     pub fn other(step: Step, message: impl Into<String>) -> Self {
-        SetupError { step, errno: None, message: message.into(), exit_code: 125 }
+        SetupError {
+            step,
+            errno: None,
+            message: message.into(),
+            exit_code: 125,
+        }
     }
 
     /// The same error with another exit code (126/127 for command problems).

@@ -49,5 +49,8 @@ fn build(spec: &SandboxSpec, kernel_abi: u32) -> Result<Prepared, Box<dyn std::e
         "tcp_bind_connect": if net_off { "denied" } else { "unrestricted" },
         "scoped": if kernel_abi >= 6 { json!(["abstract_unix_socket", "signal"]) } else { json!([]) },
     });
-    Ok(Prepared { ruleset: created, detail })
+    Ok(Prepared {
+        ruleset: created,
+        detail,
+    })
 }

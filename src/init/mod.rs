@@ -45,7 +45,14 @@ pub(crate) fn report_failure(ipc: BorrowedFd<'_>, err: &SetupError) {
 
 /// Send an audit event for a completed step.
 pub(crate) fn audit(ipc: BorrowedFd<'_>, event: &str, detail: serde_json::Value) {
-    let _ = ipc::send(ipc, &FromInit::Audit { event: event.to_owned(), detail }, None);
+    let _ = ipc::send(
+        ipc,
+        &FromInit::Audit {
+            event: event.to_owned(),
+            detail,
+        },
+        None,
+    );
 }
 
 fn outer(ipc: BorrowedFd<'_>) -> StepResult<i32> {
@@ -54,7 +61,12 @@ fn outer(ipc: BorrowedFd<'_>) -> StepResult<i32> {
     crate::sys::process::close_fds_except(3, &[IPC_FD]).step(Step::CloseFds, "close_range")?;
     let spec = match ipc::recv::<ToInit>(ipc).step(Step::ReadSpec, "reading the spec")? {
         Some((ToInit::Start(spec), _)) => *spec,
-        _ => return Err(SetupError::other(Step::ReadSpec, "the supervisor sent no spec")),
+        _ => {
+            return Err(SetupError::other(
+                Step::ReadSpec,
+                "the supervisor sent no spec",
+            ));
+        }
     };
 
     // Why before the other namespaces: they are then owned by the new user namespace, and every
@@ -63,11 +75,17 @@ fn outer(ipc: BorrowedFd<'_>) -> StepResult<i32> {
     ipc::send(ipc, &FromInit::UserNamespaceReady, None).step(Step::IdMaps, "asking for id maps")?;
     match ipc::recv::<ToInit>(ipc).step(Step::IdMaps, "waiting for id maps")? {
         Some((ToInit::IdsMapped, _)) => {}
-        _ => return Err(SetupError::other(Step::IdMaps, "the supervisor did not write the id maps")),
+        _ => {
+            return Err(SetupError::other(
+                Step::IdMaps,
+                "the supervisor did not write the id maps",
+            ));
+        }
     }
     become_container_root(&spec)?;
     // Why again: changing the effective uid clears PDEATHSIG, and we must still die with the supervisor.
-    crate::sys::process::die_with_parent(supervisor).step(Step::DieWithParent, "PR_SET_PDEATHSIG")?;
+    crate::sys::process::die_with_parent(supervisor)
+        .step(Step::DieWithParent, "PR_SET_PDEATHSIG")?;
     audit(
         ipc,
         "user_namespace",
@@ -88,17 +106,23 @@ fn outer(ipc: BorrowedFd<'_>) -> StepResult<i32> {
         .into_iter()
         .chain((spec.network == NetworkMode::None).then_some("net"))
         .collect();
-    audit(ipc, "namespaces", json!({"created": names, "network": spec.network}));
+    audit(
+        ipc,
+        "namespaces",
+        json!({"created": names, "network": spec.network}),
+    );
 
     // The child of the first fork after CLONE_NEWPID is PID 1 of the new namespace.
-    let (alive_r, alive_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).step(Step::ForkPid1, "pipe")?;
+    let (alive_r, alive_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).step(Step::ForkPid1, "pipe")?;
     let pid = crate::sys::process::fork_single_threaded().step(Step::ForkPid1, "fork")?;
     if pid == 0 {
         drop(alive_w);
         pid1::main(&spec, ipc, alive_r);
     }
     drop(alive_r);
-    ipc::send(ipc, &FromInit::Pid1Started { host_pid: pid }, None).step(Step::ForkPid1, "reporting PID 1")?;
+    ipc::send(ipc, &FromInit::Pid1Started { host_pid: pid }, None)
+        .step(Step::ForkPid1, "reporting PID 1")?;
     Ok(wait_for(Pid::from_raw(pid), alive_w))
 }
 

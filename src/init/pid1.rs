@@ -45,19 +45,29 @@ fn run(spec: &SandboxSpec, ipc: BorrowedFd<'_>, outer_alive: OwnedFd) -> StepRes
     }
     chdir("/context").step(Step::PivotRoot, "chdir /context")?;
 
-    let console = if spec.tty { Some(open_console(ipc)?) } else { None };
+    let console = if spec.tty {
+        Some(open_console(ipc)?)
+    } else {
+        None
+    };
     let prepared = workload::prepare(spec, console, ipc)?;
 
     // Block every signal before the workload exists: they are read from a signalfd and forwarded.
     let all = SigSet::all();
-    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), None).step(Step::SpawnWorkload, "sigprocmask")?;
-    let signals = SignalFd::with_flags(&all, SfdFlags::SFD_CLOEXEC).step(Step::SpawnWorkload, "signalfd")?;
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), None)
+        .step(Step::SpawnWorkload, "sigprocmask")?;
+    let signals =
+        SignalFd::with_flags(&all, SfdFlags::SFD_CLOEXEC).step(Step::SpawnWorkload, "signalfd")?;
 
     let notify = spec.seccomp.notify;
     let child = workload::spawn(prepared, ipc)?;
     // The workload has exec'd (or died trying): its last step was installing the filter.
     let handed_over = hand_over_listener(ipc)?;
-    audit(ipc, "seccomp", json!({"applied": handed_over || !notify, "mode": spec.seccomp.mode, "live_reports": handed_over}));
+    audit(
+        ipc,
+        "seccomp",
+        json!({"applied": handed_over || !notify, "mode": spec.seccomp.mode, "live_reports": handed_over}),
+    );
     let _ = ipc::send(ipc, &FromInit::WorkloadStarted, None);
     Ok(supervise(Pid::from_raw(child), &signals, ipc))
 }
@@ -65,11 +75,18 @@ fn run(spec: &SandboxSpec, ipc: BorrowedFd<'_>, outer_alive: OwnedFd) -> StepRes
 /// PDEATHSIG, then make sure the outer init did not die before it was armed.
 fn die_with_outer_init(outer_alive: &OwnedFd) -> StepResult<()> {
     // SIGKILL when the outer init (our parent, outside this pid namespace) dies.
-    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).step(Step::DieWithParent, "PR_SET_PDEATHSIG")?;
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
+        .step(Step::DieWithParent, "PR_SET_PDEATHSIG")?;
     let mut fds = [PollFd::new(outer_alive.as_fd(), PollFlags::POLLIN)];
     poll(&mut fds, PollTimeout::ZERO).step(Step::DieWithParent, "poll")?;
-    if fds[0].revents().is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLIN)) {
-        return Err(SetupError::other(Step::DieWithParent, "the outer init exited before PID 1 started"));
+    if fds[0]
+        .revents()
+        .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLIN))
+    {
+        return Err(SetupError::other(
+            Step::DieWithParent,
+            "the outer init exited before PID 1 started",
+        ));
     }
     Ok(())
 }
@@ -78,12 +95,20 @@ fn die_with_outer_init(outer_alive: &OwnedFd) -> StepResult<()> {
 fn build_root(spec: &SandboxSpec, ipc: BorrowedFd<'_>) -> StepResult<()> {
     let none: Option<&str> = None;
     // Why: nothing we mount may propagate back to the host's mount namespace.
-    mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none).step(Step::PrivateMounts, "mount --make-rprivate /")?;
+    mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
+        .step(Step::PrivateMounts, "mount --make-rprivate /")?;
 
     // Stage on a tmpfs over /tmp and move the host to /oldroot, so host paths (even ones under /tmp)
     // stay reachable while the new root is assembled, and nothing is created on the host.
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-    mount(Some("tmpfs"), "/tmp", Some("tmpfs"), flags, Some("mode=0700,size=1m")).step(Step::StagingRoot, "mount staging tmpfs")?;
+    mount(
+        Some("tmpfs"),
+        "/tmp",
+        Some("tmpfs"),
+        flags,
+        Some("mode=0700,size=1m"),
+    )
+    .step(Step::StagingRoot, "mount staging tmpfs")?;
     for dir in ["/tmp/newroot", "/tmp/oldroot", "/tmp/scratch"] {
         fs::create_dir(dir).step(Step::StagingRoot, format!("mkdir {dir}"))?;
     }
@@ -96,8 +121,12 @@ fn build_root(spec: &SandboxSpec, ipc: BorrowedFd<'_>) -> StepResult<()> {
         // Described only on failure: formatting file contents for every step would cost milliseconds.
         rootfs::execute(op).map_err(|e| SetupError::os(Step::MountPlan, op, e))?;
     }
-    audit(ipc, "root_filesystem", json!({"operations": ops.len(), "system_dirs": host.system.iter().map(|(d, _)| d).collect::<Vec<_>>(),
-        "tmp_size_bytes": spec.tmp_size_bytes, "proc_masked": rootfs::PROC_MASKED_FILES, "proc_read_only": rootfs::PROC_READ_ONLY}));
+    audit(
+        ipc,
+        "root_filesystem",
+        json!({"operations": ops.len(), "system_dirs": host.system.iter().map(|(d, _)| d).collect::<Vec<_>>(),
+        "tmp_size_bytes": spec.tmp_size_bytes, "proc_masked": rootfs::PROC_MASKED_FILES, "proc_read_only": rootfs::PROC_READ_ONLY}),
+    );
 
     mount_context(spec, ipc)?;
 
@@ -107,19 +136,37 @@ fn build_root(spec: &SandboxSpec, ipc: BorrowedFd<'_>) -> StepResult<()> {
     pivot_root(".", ".").step(Step::PivotRoot, "pivot_root")?;
     umount2(".", MntFlags::MNT_DETACH).step(Step::PivotRoot, "umount2(old root)")?;
     chdir("/").step(Step::PivotRoot, "chdir /")?;
-    let ro = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    let ro = MsFlags::MS_REMOUNT
+        | MsFlags::MS_BIND
+        | MsFlags::MS_RDONLY
+        | MsFlags::MS_NOSUID
+        | MsFlags::MS_NODEV;
     mount(none, "/", none, ro, none).step(Step::PivotRoot, "remount / read-only")?;
-    audit(ipc, "pivot_root", json!({"old_root": "detached", "root": "tmpfs, read-only"}));
+    audit(
+        ipc,
+        "pivot_root",
+        json!({"old_root": "detached", "root": "tmpfs, read-only"}),
+    );
     Ok(())
 }
 
 /// Present the context at /newroot/context (see `crate::context`).
 fn mount_context(spec: &SandboxSpec, ipc: BorrowedFd<'_>) -> StepResult<()> {
-    let host_dir = Path::new("/oldroot").join(spec.context_dir.strip_prefix("/").unwrap_or(&spec.context_dir));
-    let prepared = crate::context::prepare(&spec.context, &host_dir, Path::new("/scratch"), Path::new("/newroot/context"))
-        .map_err(|e| SetupError::other(Step::Context, e.to_string()))?;
+    let host_dir = Path::new("/oldroot").join(
+        spec.context_dir
+            .strip_prefix("/")
+            .unwrap_or(&spec.context_dir),
+    );
+    let prepared = crate::context::prepare(
+        &spec.context,
+        &host_dir,
+        Path::new("/scratch"),
+        Path::new("/newroot/context"),
+    )
+    .map_err(|e| SetupError::other(Step::Context, e.to_string()))?;
     if let Some(upper) = &prepared.upper {
-        ipc::send(ipc, &FromInit::ContextUpper, Some(upper.as_fd())).step(Step::Context, "handing over the overlay upper dir")?;
+        ipc::send(ipc, &FromInit::ContextUpper, Some(upper.as_fd()))
+            .step(Step::Context, "handing over the overlay upper dir")?;
     }
     audit(ipc, "context", prepared.audit.clone());
     Ok(())
@@ -128,20 +175,27 @@ fn mount_context(spec: &SandboxSpec, ipc: BorrowedFd<'_>) -> StepResult<()> {
 /// Open a console in the sandbox's own devpts; the master goes to the supervisor, the slave to the workload.
 fn open_console(ipc: BorrowedFd<'_>) -> StepResult<OwnedFd> {
     let (master, slave) = sys::tty::open_pty().step(Step::SpawnWorkload, "opening /dev/ptmx")?;
-    ipc::send(ipc, &FromInit::Console, Some(master.as_fd())).step(Step::SpawnWorkload, "handing over the console")?;
+    ipc::send(ipc, &FromInit::Console, Some(master.as_fd()))
+        .step(Step::SpawnWorkload, "handing over the console")?;
     Ok(slave)
 }
 
 /// After the workload exec'd, the seccomp listener is in our (formerly shared) fd table: pass it on.
 /// Returns whether there was one.
 fn hand_over_listener(ipc: BorrowedFd<'_>) -> StepResult<bool> {
-    let entries = fs::read_dir("/proc/self/fd").step(Step::ListenerHandoff, "reading /proc/self/fd")?;
+    let entries =
+        fs::read_dir("/proc/self/fd").step(Step::ListenerHandoff, "reading /proc/self/fd")?;
     for entry in entries.flatten() {
-        let is_listener = fs::read_link(entry.path()).is_ok_and(|t| t.as_os_str() == "anon_inode:seccomp notify");
-        let fd_num = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok());
+        let is_listener =
+            fs::read_link(entry.path()).is_ok_and(|t| t.as_os_str() == "anon_inode:seccomp notify");
+        let fd_num = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok());
         if let (true, Some(fd_num)) = (is_listener, fd_num) {
             let listener = sys::adopt_inherited_fd(fd_num);
-            ipc::send(ipc, &FromInit::SeccompListener, Some(listener.as_fd())).step(Step::ListenerHandoff, "sending the listener")?;
+            ipc::send(ipc, &FromInit::SeccompListener, Some(listener.as_fd()))
+                .step(Step::ListenerHandoff, "sending the listener")?;
             return Ok(true);
         }
     }
@@ -165,7 +219,9 @@ fn supervise(workload: Pid, signals: &SignalFd, ipc: BorrowedFd<'_>) -> i32 {
         // One SIGCHLD may stand for many exits: reap all of them.
         loop {
             match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) if pid == workload => return report_exit(ipc, Some(code), None),
+                Ok(WaitStatus::Exited(pid, code)) if pid == workload => {
+                    return report_exit(ipc, Some(code), None);
+                }
                 Ok(WaitStatus::Signaled(pid, sig, _)) if pid == workload => {
                     return report_exit(ipc, None, Some(sig as i32));
                 }

@@ -13,22 +13,59 @@ use nix::mount::{MsFlags, mount};
 use crate::spec::{NetworkMode, SandboxSpec};
 
 /// Host directories bound read-only so that shells, compilers and interpreters work.
-pub const SYSTEM_DIRS: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"];
+pub const SYSTEM_DIRS: &[&str] = &[
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+];
 
 /// Host `/etc` entries that programs need and that hold no secrets.
 pub const ETC_ALLOWLIST: &[&str] = &[
-    "alternatives", "bash.bashrc", "ca-certificates", "ca-certificates.conf", "debian_version", "gai.conf",
-    "gitconfig", "host.conf", "inputrc", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "locale.alias",
-    "localtime", "magic", "magic.mime", "manpath.config", "mime.types", "networks", "os-release", "perl",
-    "profile", "profile.d", "protocols", "python3", "python3.11", "services", "shells", "ssl", "terminfo",
-    "timezone", "vim", "xattr.conf",
+    "alternatives",
+    "bash.bashrc",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "debian_version",
+    "gai.conf",
+    "gitconfig",
+    "host.conf",
+    "inputrc",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "locale.alias",
+    "localtime",
+    "magic",
+    "magic.mime",
+    "manpath.config",
+    "mime.types",
+    "networks",
+    "os-release",
+    "perl",
+    "profile",
+    "profile.d",
+    "protocols",
+    "python3",
+    "python3.11",
+    "services",
+    "shells",
+    "ssl",
+    "terminfo",
+    "timezone",
+    "vim",
+    "xattr.conf",
 ];
 
 /// Device nodes bound from the host's /dev (a user namespace cannot mknod).
 pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 
 /// /proc files hidden behind /dev/null (as Docker masks them).
-pub const PROC_MASKED_FILES: &[&str] = &["kcore", "keys", "timer_list", "sched_debug", "latency_stats", "kallsyms"];
+pub const PROC_MASKED_FILES: &[&str] = &[
+    "kcore",
+    "keys",
+    "timer_list",
+    "sched_debug",
+    "latency_stats",
+    "kallsyms",
+];
 /// /proc directories hidden behind an empty read-only tmpfs.
 pub const PROC_MASKED_DIRS: &[&str] = &["acpi", "scsi", "asound", "firmware"];
 /// /proc subtrees made read-only.
@@ -83,7 +120,11 @@ impl HostLayout {
             .collect();
         // resolv.conf is often a symlink into /run: read through it, never bind it.
         let resolv_conf = fs::read(under("/etc/resolv.conf")).unwrap_or_default();
-        HostLayout { system, etc, resolv_conf }
+        HostLayout {
+            system,
+            etc,
+            resolv_conf,
+        }
     }
 }
 
@@ -91,7 +132,12 @@ impl HostLayout {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MountOp {
     /// Mount a tmpfs.
-    Tmpfs { target: PathBuf, size: Option<u64>, mode: u32, flags: Flags },
+    Tmpfs {
+        target: PathBuf,
+        size: Option<u64>,
+        mode: u32,
+        flags: Flags,
+    },
     /// Recursive bind, then make the whole tree read-only, nosuid, nodev.
     BindReadOnly { source: PathBuf, target: PathBuf },
     /// Bind one device node onto an empty file.
@@ -99,7 +145,11 @@ pub enum MountOp {
     /// Create a directory.
     Dir { path: PathBuf, mode: u32 },
     /// Create a file with contents.
-    File { path: PathBuf, contents: Vec<u8>, mode: u32 },
+    File {
+        path: PathBuf,
+        contents: Vec<u8>,
+        mode: u32,
+    },
     /// Create a symbolic link.
     Symlink { link: PathBuf, target: PathBuf },
     /// Mount a fresh procfs (PID 1 is in the new pid namespace).
@@ -120,17 +170,31 @@ impl std::fmt::Display for MountOp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             MountOp::Tmpfs { target, .. } => write!(f, "mount tmpfs on {}", target.display()),
-            MountOp::BindReadOnly { source, target } => write!(f, "bind {} read-only on {}", source.display(), target.display()),
-            MountOp::BindDevice { source, target } => write!(f, "bind device {} on {}", source.display(), target.display()),
+            MountOp::BindReadOnly { source, target } => write!(
+                f,
+                "bind {} read-only on {}",
+                source.display(),
+                target.display()
+            ),
+            MountOp::BindDevice { source, target } => write!(
+                f,
+                "bind device {} on {}",
+                source.display(),
+                target.display()
+            ),
             MountOp::Dir { path, .. } => write!(f, "mkdir {}", path.display()),
             MountOp::File { path, .. } => write!(f, "write {}", path.display()),
-            MountOp::Symlink { link, target } => write!(f, "symlink {} -> {}", link.display(), target.display()),
+            MountOp::Symlink { link, target } => {
+                write!(f, "symlink {} -> {}", link.display(), target.display())
+            }
             MountOp::Proc { target } => write!(f, "mount proc on {}", target.display()),
             MountOp::Devpts { target } => write!(f, "mount devpts on {}", target.display()),
             MountOp::MaskFile { target, .. } => write!(f, "mask {}", target.display()),
             MountOp::MaskDir { target } => write!(f, "mask directory {}", target.display()),
             MountOp::ReadOnlySelf { target } => write!(f, "make {} read-only", target.display()),
-            MountOp::RemountReadOnly { target } => write!(f, "remount {} read-only", target.display()),
+            MountOp::RemountReadOnly { target } => {
+                write!(f, "remount {} read-only", target.display())
+            }
         }
     }
 }
@@ -160,7 +224,9 @@ impl Flags {
 pub fn synthesized_etc(spec: &SandboxSpec, host: &HostLayout) -> Vec<(&'static str, Vec<u8>)> {
     let resolv = match spec.network {
         NetworkMode::Host => host.resolv_conf.clone(),
-        NetworkMode::None => b"# no network in this sandbox (nucleus --net host enables it)\n".to_vec(),
+        NetworkMode::None => {
+            b"# no network in this sandbox (nucleus --net host enables it)\n".to_vec()
+        }
     };
     vec![
         ("passwd", b"root:x:0:0:root:/tmp:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n".to_vec()),
@@ -176,64 +242,166 @@ pub fn synthesized_etc(spec: &SandboxSpec, host: &HostLayout) -> Vec<(&'static s
 pub fn plan(spec: &SandboxSpec, host: &HostLayout, oldroot: &Path, newroot: &Path) -> Vec<MountOp> {
     let new = |p: &str| newroot.join(p.trim_start_matches('/'));
     let old = |p: &str| oldroot.join(p.trim_start_matches('/'));
-    let mut ops = vec![MountOp::Tmpfs { target: newroot.into(), size: Some(16 << 20), mode: 0o755, flags: Flags::NoSuidDev }];
+    let mut ops = vec![MountOp::Tmpfs {
+        target: newroot.into(),
+        size: Some(16 << 20),
+        mode: 0o755,
+        flags: Flags::NoSuidDev,
+    }];
 
     for (dir, entry) in &host.system {
         match entry {
-            HostEntry::Symlink(target) => ops.push(MountOp::Symlink { link: new(dir), target: target.clone() }),
+            HostEntry::Symlink(target) => ops.push(MountOp::Symlink {
+                link: new(dir),
+                target: target.clone(),
+            }),
             _ => {
-                ops.push(MountOp::Dir { path: new(dir), mode: 0o755 });
-                ops.push(MountOp::BindReadOnly { source: old(dir), target: new(dir) });
+                ops.push(MountOp::Dir {
+                    path: new(dir),
+                    mode: 0o755,
+                });
+                ops.push(MountOp::BindReadOnly {
+                    source: old(dir),
+                    target: new(dir),
+                });
             }
         }
     }
 
-    ops.push(MountOp::Dir { path: new("/etc"), mode: 0o755 });
+    ops.push(MountOp::Dir {
+        path: new("/etc"),
+        mode: 0o755,
+    });
     for (name, entry) in &host.etc {
         let path = new("/etc").join(name);
         match entry {
             HostEntry::Dir => {
-                ops.push(MountOp::Dir { path: path.clone(), mode: 0o755 });
-                ops.push(MountOp::BindReadOnly { source: old("/etc").join(name), target: path });
+                ops.push(MountOp::Dir {
+                    path: path.clone(),
+                    mode: 0o755,
+                });
+                ops.push(MountOp::BindReadOnly {
+                    source: old("/etc").join(name),
+                    target: path,
+                });
             }
-            HostEntry::File(contents) => ops.push(MountOp::File { path, contents: contents.clone(), mode: 0o644 }),
-            HostEntry::Symlink(target) => ops.push(MountOp::Symlink { link: path, target: target.clone() }),
+            HostEntry::File(contents) => ops.push(MountOp::File {
+                path,
+                contents: contents.clone(),
+                mode: 0o644,
+            }),
+            HostEntry::Symlink(target) => ops.push(MountOp::Symlink {
+                link: path,
+                target: target.clone(),
+            }),
         }
     }
     for (name, contents) in synthesized_etc(spec, host) {
-        ops.push(MountOp::File { path: new("/etc").join(name), contents, mode: 0o644 });
+        ops.push(MountOp::File {
+            path: new("/etc").join(name),
+            contents,
+            mode: 0o644,
+        });
     }
 
-    ops.push(MountOp::Dir { path: new("/dev"), mode: 0o755 });
-    ops.push(MountOp::Tmpfs { target: new("/dev"), size: Some(1 << 20), mode: 0o755, flags: Flags::NoSuid });
+    ops.push(MountOp::Dir {
+        path: new("/dev"),
+        mode: 0o755,
+    });
+    ops.push(MountOp::Tmpfs {
+        target: new("/dev"),
+        size: Some(1 << 20),
+        mode: 0o755,
+        flags: Flags::NoSuid,
+    });
     for dev in DEVICES {
         let target = new("/dev").join(dev);
-        ops.push(MountOp::File { path: target.clone(), contents: Vec::new(), mode: 0o666 });
-        ops.push(MountOp::BindDevice { source: old("/dev").join(dev), target });
+        ops.push(MountOp::File {
+            path: target.clone(),
+            contents: Vec::new(),
+            mode: 0o666,
+        });
+        ops.push(MountOp::BindDevice {
+            source: old("/dev").join(dev),
+            target,
+        });
     }
-    for (link, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"), ("ptmx", "pts/ptmx")] {
-        ops.push(MountOp::Symlink { link: new("/dev").join(link), target: target.into() });
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+    ] {
+        ops.push(MountOp::Symlink {
+            link: new("/dev").join(link),
+            target: target.into(),
+        });
     }
-    ops.push(MountOp::Dir { path: new("/dev/pts"), mode: 0o755 });
-    ops.push(MountOp::Devpts { target: new("/dev/pts") });
-    ops.push(MountOp::Dir { path: new("/dev/shm"), mode: 0o1777 });
-    ops.push(MountOp::Tmpfs { target: new("/dev/shm"), size: Some(spec.tmp_size_bytes), mode: 0o1777, flags: Flags::NoSuidDev });
-    ops.push(MountOp::RemountReadOnly { target: new("/dev") });
+    ops.push(MountOp::Dir {
+        path: new("/dev/pts"),
+        mode: 0o755,
+    });
+    ops.push(MountOp::Devpts {
+        target: new("/dev/pts"),
+    });
+    ops.push(MountOp::Dir {
+        path: new("/dev/shm"),
+        mode: 0o1777,
+    });
+    ops.push(MountOp::Tmpfs {
+        target: new("/dev/shm"),
+        size: Some(spec.tmp_size_bytes),
+        mode: 0o1777,
+        flags: Flags::NoSuidDev,
+    });
+    ops.push(MountOp::RemountReadOnly {
+        target: new("/dev"),
+    });
 
-    ops.push(MountOp::Dir { path: new("/proc"), mode: 0o555 });
-    ops.push(MountOp::Proc { target: new("/proc") });
-    ops.extend(PROC_MASKED_FILES.iter().map(|f| MountOp::MaskFile { target: new("/proc").join(f), null: old("/dev/null") }));
-    ops.extend(PROC_MASKED_DIRS.iter().map(|d| MountOp::MaskDir { target: new("/proc").join(d) }));
-    ops.extend(PROC_READ_ONLY.iter().map(|d| MountOp::ReadOnlySelf { target: new("/proc").join(d) }));
+    ops.push(MountOp::Dir {
+        path: new("/proc"),
+        mode: 0o555,
+    });
+    ops.push(MountOp::Proc {
+        target: new("/proc"),
+    });
+    ops.extend(PROC_MASKED_FILES.iter().map(|f| MountOp::MaskFile {
+        target: new("/proc").join(f),
+        null: old("/dev/null"),
+    }));
+    ops.extend(PROC_MASKED_DIRS.iter().map(|d| MountOp::MaskDir {
+        target: new("/proc").join(d),
+    }));
+    ops.extend(PROC_READ_ONLY.iter().map(|d| MountOp::ReadOnlySelf {
+        target: new("/proc").join(d),
+    }));
 
-    ops.push(MountOp::Dir { path: new("/tmp"), mode: 0o1777 });
-    ops.push(MountOp::Tmpfs { target: new("/tmp"), size: Some(spec.tmp_size_bytes), mode: 0o1777, flags: Flags::NoSuidDev });
+    ops.push(MountOp::Dir {
+        path: new("/tmp"),
+        mode: 0o1777,
+    });
+    ops.push(MountOp::Tmpfs {
+        target: new("/tmp"),
+        size: Some(spec.tmp_size_bytes),
+        mode: 0o1777,
+        flags: Flags::NoSuidDev,
+    });
 
     for (source, dest) in &spec.ro_binds {
-        ops.push(MountOp::Dir { path: new(&dest.to_string_lossy()), mode: 0o755 });
-        ops.push(MountOp::BindReadOnly { source: old(&source.to_string_lossy()), target: new(&dest.to_string_lossy()) });
+        ops.push(MountOp::Dir {
+            path: new(&dest.to_string_lossy()),
+            mode: 0o755,
+        });
+        ops.push(MountOp::BindReadOnly {
+            source: old(&source.to_string_lossy()),
+            target: new(&dest.to_string_lossy()),
+        });
     }
-    ops.push(MountOp::Dir { path: new("/context"), mode: 0o755 });
+    ops.push(MountOp::Dir {
+        path: new("/context"),
+        mode: 0o755,
+    });
     ops
 }
 
@@ -241,15 +409,32 @@ pub fn plan(spec: &SandboxSpec, host: &HostLayout, oldroot: &Path, newroot: &Pat
 pub fn execute(op: &MountOp) -> io::Result<()> {
     let none: Option<&str> = None;
     match op {
-        MountOp::Tmpfs { target, size, mode, flags } => {
+        MountOp::Tmpfs {
+            target,
+            size,
+            mode,
+            flags,
+        } => {
             let mut data = format!("mode={mode:o}");
             if let Some(size) = size {
                 data.push_str(&format!(",size={size}"));
             }
-            mount(Some("tmpfs"), target, Some("tmpfs"), flags.ms(), Some(data.as_str()))?;
+            mount(
+                Some("tmpfs"),
+                target,
+                Some("tmpfs"),
+                flags.ms(),
+                Some(data.as_str()),
+            )?;
         }
         MountOp::BindReadOnly { source, target } => {
-            mount(Some(source), target, none, MsFlags::MS_BIND | MsFlags::MS_REC, none)?;
+            mount(
+                Some(source),
+                target,
+                none,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                none,
+            )?;
             crate::sys::mount::make_tree_read_only(target)?;
         }
         MountOp::BindDevice { source, target } => {
@@ -263,7 +448,11 @@ pub fn execute(op: &MountOp) -> io::Result<()> {
             }
             fs::set_permissions(path, fs::Permissions::from_mode(*mode))?;
         }
-        MountOp::File { path, contents, mode } => {
+        MountOp::File {
+            path,
+            contents,
+            mode,
+        } => {
             fs::write(path, contents)?;
             fs::set_permissions(path, fs::Permissions::from_mode(*mode))?;
         }
@@ -274,7 +463,13 @@ pub fn execute(op: &MountOp) -> io::Result<()> {
         }
         MountOp::Devpts { target } => {
             let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
-            mount(Some("devpts"), target, Some("devpts"), flags, Some("newinstance,ptmxmode=0666,mode=620"))?;
+            mount(
+                Some("devpts"),
+                target,
+                Some("devpts"),
+                flags,
+                Some("newinstance,ptmxmode=0666,mode=620"),
+            )?;
         }
         MountOp::MaskFile { target, null } => {
             if target.exists() {
@@ -283,18 +478,34 @@ pub fn execute(op: &MountOp) -> io::Result<()> {
         }
         MountOp::MaskDir { target } => {
             if target.is_dir() {
-                let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-                mount(Some("tmpfs"), target, Some("tmpfs"), flags, Some("size=0,mode=555"))?;
+                let flags = MsFlags::MS_RDONLY
+                    | MsFlags::MS_NOSUID
+                    | MsFlags::MS_NODEV
+                    | MsFlags::MS_NOEXEC;
+                mount(
+                    Some("tmpfs"),
+                    target,
+                    Some("tmpfs"),
+                    flags,
+                    Some("size=0,mode=555"),
+                )?;
             }
         }
         MountOp::ReadOnlySelf { target } => {
             if target.exists() {
-                mount(Some(target), target, none, MsFlags::MS_BIND | MsFlags::MS_REC, none)?;
+                mount(
+                    Some(target),
+                    target,
+                    none,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    none,
+                )?;
                 crate::sys::mount::make_tree_read_only(target)?;
             }
         }
         MountOp::RemountReadOnly { target } => {
-            let flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID;
+            let flags =
+                MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID;
             mount(none, target, none, flags, none)?;
         }
     }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use nix::sys::resource::{Resource, setrlimit};
 use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
-use nix::unistd::{AccessFlags, access, dup2_stdin, dup2_stdout, dup2_stderr, setsid};
+use nix::unistd::{AccessFlags, access, dup2_stderr, dup2_stdin, dup2_stdout, setsid};
 use serde_json::json;
 
 use super::error::{SetupError, Step, StepContext, StepResult};
@@ -32,49 +32,113 @@ pub struct Prepared {
 }
 
 /// Resolve the command, build the Landlock ruleset and take the compiled seccomp filter.
-pub fn prepare(spec: &SandboxSpec, console: Option<OwnedFd>, ipc: BorrowedFd<'_>) -> StepResult<Prepared> {
+pub fn prepare(
+    spec: &SandboxSpec,
+    console: Option<OwnedFd>,
+    ipc: BorrowedFd<'_>,
+) -> StepResult<Prepared> {
     let path = resolve_command(spec)?;
-    let cstr = |s: &[u8]| CString::new(s).map_err(|_| SetupError::other(Step::ResolveCommand, "NUL byte in argument"));
-    let argv = spec.command.iter().map(|a| cstr(a.as_bytes())).collect::<StepResult<Vec<_>>>()?;
-    let envp = spec.env.iter().map(|(k, v)| cstr(format!("{k}={v}").as_bytes())).collect::<StepResult<Vec<_>>>()?;
+    let cstr = |s: &[u8]| {
+        CString::new(s).map_err(|_| SetupError::other(Step::ResolveCommand, "NUL byte in argument"))
+    };
+    let argv = spec
+        .command
+        .iter()
+        .map(|a| cstr(a.as_bytes()))
+        .collect::<StepResult<Vec<_>>>()?;
+    let envp = spec
+        .env
+        .iter()
+        .map(|(k, v)| cstr(format!("{k}={v}").as_bytes()))
+        .collect::<StepResult<Vec<_>>>()?;
 
     let landlock = match crate::features::landlock_abi() {
-        Some(abi) => Some(landlock::prepare(spec, abi).map_err(|e| SetupError::other(Step::Landlock, e))?),
-        None if spec.strict => return Err(SetupError::other(Step::Landlock, "the kernel has no Landlock (--strict)")),
+        Some(abi) => {
+            Some(landlock::prepare(spec, abi).map_err(|e| SetupError::other(Step::Landlock, e))?)
+        }
+        None if spec.strict => {
+            return Err(SetupError::other(
+                Step::Landlock,
+                "the kernel has no Landlock (--strict)",
+            ));
+        }
         None => {
-            audit(ipc, "landlock", json!({"enforced": false, "reason": "kernel has no Landlock"}));
+            audit(
+                ipc,
+                "landlock",
+                json!({"enforced": false, "reason": "kernel has no Landlock"}),
+            );
             None
         }
     };
 
-    let filter = spec.seccomp.filter.iter().map(|i| libc::sock_filter { code: i.code, jt: i.jt, jf: i.jf, k: i.k }).collect();
+    let filter = spec
+        .seccomp
+        .filter
+        .iter()
+        .map(|i| libc::sock_filter {
+            code: i.code,
+            jt: i.jt,
+            jf: i.jf,
+            k: i.k,
+        })
+        .collect();
     let notify = spec.seccomp.notify;
-    Ok(Prepared { path, argv, envp, console, landlock, filter, notify, last_cap: sys::caps::last_cap(), strict: spec.strict })
+    Ok(Prepared {
+        path,
+        argv,
+        envp,
+        console,
+        landlock,
+        filter,
+        notify,
+        last_cap: sys::caps::last_cap(),
+        strict: spec.strict,
+    })
 }
 
 /// Find the command like execvp would, but report 127/126 with a clear message instead of exec'ing.
 fn resolve_command(spec: &SandboxSpec) -> StepResult<CString> {
-    let name = spec.command.first().ok_or_else(|| SetupError::other(Step::ResolveCommand, "no command given"))?;
+    let name = spec
+        .command
+        .first()
+        .ok_or_else(|| SetupError::other(Step::ResolveCommand, "no command given"))?;
     let candidates: Vec<PathBuf> = if name.contains('/') {
         vec![PathBuf::from(name)]
     } else {
-        let path = spec.env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str()).unwrap_or("/usr/bin:/bin");
-        path.split(':').filter(|d| !d.is_empty()).map(|d| Path::new(d).join(name)).collect()
+        let path = spec
+            .env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("/usr/bin:/bin");
+        path.split(':')
+            .filter(|d| !d.is_empty())
+            .map(|d| Path::new(d).join(name))
+            .collect()
     };
     let found = candidates.iter().find(|p| p.is_file());
     let Some(found) = found else {
-        return Err(SetupError::other(Step::ResolveCommand, format!("{name}: command not found")).with_exit_code(127));
+        return Err(
+            SetupError::other(Step::ResolveCommand, format!("{name}: command not found"))
+                .with_exit_code(127),
+        );
     };
     if access(found.as_path(), AccessFlags::X_OK).is_err() {
-        return Err(SetupError::other(Step::ResolveCommand, format!("{}: permission denied", found.display()))
-            .with_exit_code(126));
+        return Err(SetupError::other(
+            Step::ResolveCommand,
+            format!("{}: permission denied", found.display()),
+        )
+        .with_exit_code(126));
     }
-    CString::new(found.as_os_str().as_bytes()).map_err(|_| SetupError::other(Step::ResolveCommand, "NUL byte in path"))
+    CString::new(found.as_os_str().as_bytes())
+        .map_err(|_| SetupError::other(Step::ResolveCommand, "NUL byte in path"))
 }
 
 /// Start the workload. Returns its pid once it has exec'd (or died trying).
 pub fn spawn(prepared: Prepared, ipc: BorrowedFd<'_>) -> StepResult<libc::pid_t> {
-    let pid = sys::process::clone_vfork_shared_files().step(Step::SpawnWorkload, "clone(CLONE_VFORK|CLONE_FILES)")?;
+    let pid = sys::process::clone_vfork_shared_files()
+        .step(Step::SpawnWorkload, "clone(CLONE_VFORK|CLONE_FILES)")?;
     if pid == 0 {
         harden_and_exec(prepared, ipc);
     }
@@ -95,7 +159,11 @@ fn harden_and_exec(mut p: Prepared, ipc: BorrowedFd<'_>) -> ! {
                     // The listener lands in the fd table shared with PID 1, which hands it over
                     // after our execve; from here on only execve and exit may be called.
                     let err = sys::process::execve(&p.path, &p.argv, &p.envp);
-                    let code = if err.raw_os_error() == Some(libc::ENOENT) { 127 } else { 126 };
+                    let code = if err.raw_os_error() == Some(libc::ENOENT) {
+                        127
+                    } else {
+                        126
+                    };
                     sys::process::exit_now(code);
                 }
             }
@@ -118,21 +186,32 @@ fn harden(p: &mut Prepared, ipc: BorrowedFd<'_>) -> StepResult<()> {
         sys::process::set_controlling_tty(0).step(Step::SpawnWorkload, "TIOCSCTTY")?;
     }
     // PID 1 blocks every signal to read them from a signalfd; the workload starts with none blocked.
-    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).step(Step::SpawnWorkload, "sigprocmask")?;
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+        .step(Step::SpawnWorkload, "sigprocmask")?;
 
     setrlimit(Resource::RLIMIT_CORE, 0, 0).step(Step::SpawnWorkload, "setrlimit(RLIMIT_CORE)")?;
 
     sys::caps::drop_all(p.last_cap).step(Step::SpawnWorkload, "dropping capabilities")?;
-    audit(ipc, "capabilities_dropped", json!({"bounding": "empty", "ambient": "empty", "effective": "empty",
-        "permitted": "empty", "inheritable": "empty", "last_cap": p.last_cap}));
+    audit(
+        ipc,
+        "capabilities_dropped",
+        json!({"bounding": "empty", "ambient": "empty", "effective": "empty",
+        "permitted": "empty", "inheritable": "empty", "last_cap": p.last_cap}),
+    );
     sys::caps::set_no_new_privs().step(Step::SpawnWorkload, "prctl(PR_SET_NO_NEW_PRIVS)")?;
     audit(ipc, "no_new_privs", json!({"set": true}));
 
     if let Some(prepared) = p.landlock.take() {
-        let status = prepared.ruleset.restrict_self().map_err(|e| SetupError::other(Step::Landlock, e.to_string()))?;
+        let status = prepared
+            .ruleset
+            .restrict_self()
+            .map_err(|e| SetupError::other(Step::Landlock, e.to_string()))?;
         let fully = status.ruleset == ::landlock::RulesetStatus::FullyEnforced;
         if !fully && strict {
-            return Err(SetupError::other(Step::Landlock, format!("Landlock only {:?} (--strict)", status.ruleset)));
+            return Err(SetupError::other(
+                Step::Landlock,
+                format!("Landlock only {:?} (--strict)", status.ruleset),
+            ));
         }
         let mut detail = prepared.detail;
         detail["status"] = json!(format!("{:?}", status.ruleset));

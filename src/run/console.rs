@@ -55,25 +55,33 @@ pub fn proxy(master: OwnedFd) -> io::Result<thread::JoinHandle<()>> {
     let mut to_console = File::from(master.try_clone()?);
     let mut from_console = File::from(master);
     // The input thread may block in read(stdin) after the sandbox ends; it dies with the process.
-    thread::Builder::new().name("console-in".into()).spawn(move || {
-        let mut buf = [0u8; 4096];
-        let mut stdin = io::stdin().lock();
-        while let Ok(n @ 1..) = stdin.read(&mut buf) {
-            if to_console.write_all(&buf[..n]).is_err() {
-                break;
+    thread::Builder::new()
+        .name("console-in".into())
+        .spawn(move || {
+            let mut buf = [0u8; 4096];
+            let mut stdin = io::stdin().lock();
+            while let Ok(n @ 1..) = stdin.read(&mut buf) {
+                if to_console.write_all(&buf[..n]).is_err() {
+                    break;
+                }
             }
-        }
-    })?;
-    thread::Builder::new().name("console-out".into()).spawn(move || {
-        let mut buf = [0u8; 16384];
-        let mut stdout = io::stdout().lock();
-        // EIO means every slave fd closed: the sandbox is gone.
-        while let Ok(n @ 1..) = from_console.read(&mut buf) {
-            if stdout.write_all(&buf[..n]).and_then(|()| stdout.flush()).is_err() {
-                break;
+        })?;
+    thread::Builder::new()
+        .name("console-out".into())
+        .spawn(move || {
+            let mut buf = [0u8; 16384];
+            let mut stdout = io::stdout().lock();
+            // EIO means every slave fd closed: the sandbox is gone.
+            while let Ok(n @ 1..) = from_console.read(&mut buf) {
+                if stdout
+                    .write_all(&buf[..n])
+                    .and_then(|()| stdout.flush())
+                    .is_err()
+                {
+                    break;
+                }
             }
-        }
-    })
+        })
 }
 
 /// Copy the host terminal's size to the console (on start and on SIGWINCH).

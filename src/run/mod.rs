@@ -29,7 +29,15 @@ use crate::telemetry::sampler::{self, UsageSource};
 use crate::telemetry::sink::EventSink;
 
 /// Signals the supervisor forwards to the sandbox (or uses itself, for SIGWINCH).
-const FORWARDED: &[Signal] = &[Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGWINCH];
+const FORWARDED: &[Signal] = &[
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+];
 
 /// Entry point of `nucleus run`.
 pub fn main(mut args: RunArgs, verbose: u8) -> i32 {
@@ -44,8 +52,12 @@ pub fn main(mut args: RunArgs, verbose: u8) -> i32 {
     match prepare(&mut args) {
         Ok((spec, policy, warnings)) => {
             let events = args.sandbox.events.clone();
-            let interval = Duration::from_millis(args.sandbox.sample_interval_ms.unwrap_or(1000).max(10));
-            let seccomp = Seccomp { policy: Arc::new(policy), warnings };
+            let interval =
+                Duration::from_millis(args.sandbox.sample_interval_ms.unwrap_or(1000).max(10));
+            let seccomp = Seccomp {
+                policy: Arc::new(policy),
+                warnings,
+            };
             match supervise(spec, seccomp, events.as_deref(), interval, mask, verbose) {
                 Ok(code) => code,
                 Err(msg) => {
@@ -66,8 +78,13 @@ pub fn main(mut args: RunArgs, verbose: u8) -> i32 {
 fn prepare(args: &mut RunArgs) -> Result<(SandboxSpec, Policy, Vec<String>), String> {
     let config = crate::config::load().map_err(|e| e.to_string())?;
     config.apply_defaults(&mut args.sandbox);
-    let mut spec = options::build_spec(&args.dir, args.command.clone(), &args.sandbox, SeccompMode::Enforce)
-        .map_err(|e| e.to_string())?;
+    let mut spec = options::build_spec(
+        &args.dir,
+        args.command.clone(),
+        &args.sandbox,
+        SeccompMode::Enforce,
+    )
+    .map_err(|e| e.to_string())?;
     let (policy, warnings) = options::compile_seccomp(&mut spec).map_err(|e| e.to_string())?;
     spec.tty = io::stdin().is_terminal() && io::stdout().is_terminal();
     Ok((spec, policy, warnings))
@@ -122,13 +139,17 @@ fn supervise(
         })
         .map_err(|e| e.to_string())?;
 
-    let asked = spec.limits.memory_bytes.is_some() || spec.limits.cpus.is_some() || spec.limits.pids.is_some();
+    let asked = spec.limits.memory_bytes.is_some()
+        || spec.limits.cpus.is_some()
+        || spec.limits.pids.is_some();
     // Without limits there is no cgroup: joining one costs ~10 ms on cgroup v1 (an RCU grace period
     // per migration), and /proc gives the usage.
     let setup = if asked {
         cgroup::create(&spec.id, &spec.limits).map_err(|e| e.to_string())?
     } else {
-        CgroupSetup::Unavailable { reason: "no limit requested".into() }
+        CgroupSetup::Unavailable {
+            reason: "no limit requested".into(),
+        }
     };
     let cgroup = match setup {
         CgroupSetup::Limited(cg) => {
@@ -137,26 +158,44 @@ fn supervise(
         }
         CgroupSetup::Unavailable { reason } => {
             if asked && spec.strict {
-                return Err(format!("cannot apply --memory/--cpus/--pids: {reason} (--strict)"));
+                return Err(format!(
+                    "cannot apply --memory/--cpus/--pids: {reason} (--strict)"
+                ));
             }
             if asked {
                 eprintln!("nucleus: warning: no resource limits: {reason}");
             }
-            let _ = tx.send(Event::audit(&spec.id, "limits_unavailable", json!({"reason": reason, "usage_source": "/proc"})));
+            let _ = tx.send(Event::audit(
+                &spec.id,
+                "limits_unavailable",
+                json!({"reason": reason, "usage_source": "/proc"}),
+            ));
             None
         }
     };
 
     // Removes the cgroups even if this process is killed with SIGKILL; held until we return.
     let _reaper = match &cgroup {
-        Some(cg) => Some(reaper::start(&cg.paths()).map_err(|e| format!("starting the cgroup reaper: {e}"))?),
+        Some(cg) => Some(
+            reaper::start(&cg.paths()).map_err(|e| format!("starting the cgroup reaper: {e}"))?,
+        ),
         None => None,
     };
     let stdio = if spec.tty {
-        InitStdio { stdin: Stdio::null(), stdout: Stdio::null(), stderr: Stdio::null() }
+        InitStdio {
+            stdin: Stdio::null(),
+            stdout: Stdio::null(),
+            stderr: Stdio::null(),
+        }
     } else {
         // A host tty must never reach the sandbox: pipe any stream that is one.
-        let pick = |is_tty: bool| if is_tty { Stdio::piped() } else { Stdio::inherit() };
+        let pick = |is_tty: bool| {
+            if is_tty {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            }
+        };
         InitStdio {
             stdin: pick(io::stdin().is_terminal()),
             stdout: pick(io::stdout().is_terminal()),
@@ -171,10 +210,17 @@ fn supervise(
 
     let pid1 = Arc::new(AtomicI32::new(0));
     let console_master: Arc<Mutex<Option<OwnedFd>>> = Arc::default();
-    spawn_signal_thread(mask, pid1.clone(), sandbox.child.id() as i32, console_master.clone())?;
+    spawn_signal_thread(
+        mask,
+        pid1.clone(),
+        sandbox.child.id() as i32,
+        console_master.clone(),
+    )?;
     let source = match &cgroup {
         Some(cg) => UsageSource::Cgroup(cg.clone()),
-        None => UsageSource::Proc { root_pid: sandbox.child.id() },
+        None => UsageSource::Proc {
+            root_pid: sandbox.child.id(),
+        },
     };
     let sampler = sampler::spawn_sampler(source, interval, spec.id.clone(), tx.clone());
 
@@ -189,7 +235,12 @@ fn supervise(
             FromInit::Pid1Started { host_pid } => pid1.store(host_pid, Ordering::SeqCst),
             FromInit::SeccompListener => {
                 if let Some(listener) = fd {
-                    helpers.push(spawn_notify(listener, &spec, seccomp.policy.clone(), tx.clone())?);
+                    helpers.push(spawn_notify(
+                        listener,
+                        &spec,
+                        seccomp.policy.clone(),
+                        tx.clone(),
+                    )?);
                 }
             }
             FromInit::Console => {
@@ -213,7 +264,10 @@ fn supervise(
     }
     drop(raw_mode);
     drop(sampler);
-    console_master.lock().unwrap_or_else(|p| p.into_inner()).take();
+    console_master
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
 
     // The sampler has already reported each OOM kill as an `oom` audit event.
     let oom_killed = cgroup.as_ref().is_some_and(|cg| cg.oom_kills() > 0);
@@ -229,8 +283,17 @@ fn supervise(
     };
     if outcome.failure.is_none() {
         let signal = outcome.exit.and_then(|(_, s)| s);
-        let exit = ExitRecord { code, signal, oom_killed, duration_ms: started.elapsed().as_millis() as u64 };
-        let _ = tx.send(Event::audit(&spec.id, "exit", json!({"code": code, "signal": signal, "oom_killed": oom_killed})));
+        let exit = ExitRecord {
+            code,
+            signal,
+            oom_killed,
+            duration_ms: started.elapsed().as_millis() as u64,
+        };
+        let _ = tx.send(Event::audit(
+            &spec.id,
+            "exit",
+            json!({"code": code, "signal": signal, "oom_killed": oom_killed}),
+        ));
         let _ = tx.send(Event::now(&spec.id, EventKind::Exit(exit)));
     }
     drop(tx);
@@ -263,7 +326,12 @@ fn pipe_copiers(child: &mut std::process::Child) -> Vec<thread::JoinHandle<()>> 
 }
 
 /// Serve seccomp notifications: the supervisor records each denial and answers with the errno.
-fn spawn_notify(listener: OwnedFd, spec: &SandboxSpec, policy: Arc<Policy>, tx: Sender<Event>) -> Result<thread::JoinHandle<()>, String> {
+fn spawn_notify(
+    listener: OwnedFd,
+    spec: &SandboxSpec,
+    policy: Arc<Policy>,
+    tx: Sender<Event>,
+) -> Result<thread::JoinHandle<()>, String> {
     let (mode, id) = (spec.seccomp.mode, spec.id.clone());
     thread::Builder::new()
         .name("seccomp".into())
@@ -272,7 +340,12 @@ fn spawn_notify(listener: OwnedFd, spec: &SandboxSpec, policy: Arc<Policy>, tx: 
 }
 
 /// Forward termination signals to PID 1 (or, before it exists, to `__init`); follow window changes.
-fn spawn_signal_thread(mask: SigSet, pid1: Arc<AtomicI32>, init_pid: i32, master: Arc<Mutex<Option<OwnedFd>>>) -> Result<(), String> {
+fn spawn_signal_thread(
+    mask: SigSet,
+    pid1: Arc<AtomicI32>,
+    init_pid: i32,
+    master: Arc<Mutex<Option<OwnedFd>>>,
+) -> Result<(), String> {
     thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
@@ -299,15 +372,19 @@ fn report_changes(spec: &SandboxSpec, upper: Option<&OwnedFd>, tx: &Sender<Event
     let Some(upper) = upper else { return };
     match crate::context::change_report(upper, &spec.context_dir) {
         Ok(report) => {
-            if let Some(dest) = &spec.context.save_changes {
-                if let Err(e) = crate::context::save_changes(upper, &report, dest) {
-                    eprintln!("nucleus: --save-changes {}: {e}", dest.display());
-                }
+            if let Some(dest) = &spec.context.save_changes
+                && let Err(e) = crate::context::save_changes(upper, &report, dest)
+            {
+                eprintln!("nucleus: --save-changes {}: {e}", dest.display());
             }
             if !report.is_empty() {
                 eprintln!("nucleus: {report}");
             }
-            let _ = tx.send(Event::audit(&spec.id, "context_changes", serde_json::to_value(&report).unwrap_or_default()));
+            let _ = tx.send(Event::audit(
+                &spec.id,
+                "context_changes",
+                serde_json::to_value(&report).unwrap_or_default(),
+            ));
         }
         Err(e) => eprintln!("nucleus: change report: {e}"),
     }

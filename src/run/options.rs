@@ -9,7 +9,10 @@ use crate::cli::SandboxArgs;
 use crate::config::parse_size;
 use crate::launcher::choose_id_map;
 use crate::seccomp::{FilterMode, Policy};
-use crate::spec::{BpfInstruction, ContextMode, ContextSpec, Limits, NetworkMode, SandboxSpec, SeccompMode, SeccompSpec};
+use crate::spec::{
+    BpfInstruction, ContextMode, ContextSpec, Limits, NetworkMode, SandboxSpec, SeccompMode,
+    SeccompSpec,
+};
 
 /// Default size limit of each tmpfs.
 pub const DEFAULT_TMPFS_SIZE: &str = "1G";
@@ -32,36 +35,61 @@ fn err<T>(msg: impl Into<String>) -> Result<T, OptionError> {
 }
 
 /// Build the spec for `command` in `dir`.
-pub fn build_spec(dir: &Path, command: Vec<String>, args: &SandboxArgs, mode: SeccompMode) -> Result<SandboxSpec, OptionError> {
+pub fn build_spec(
+    dir: &Path,
+    command: Vec<String>,
+    args: &SandboxArgs,
+    mode: SeccompMode,
+) -> Result<SandboxSpec, OptionError> {
     let context_mode = args.context_mode.unwrap_or(ContextMode::Lazy);
     if args.writable && context_mode == ContextMode::Snapshot {
-        return err("--writable conflicts with --context-mode snapshot: a snapshot is a copy; drop one of them");
+        return err(
+            "--writable conflicts with --context-mode snapshot: a snapshot is a copy; drop one of them",
+        );
     }
     if args.writable && args.save_changes.is_some() {
-        return err("--writable conflicts with --save-changes: with --writable the changes are already on the host");
+        return err(
+            "--writable conflicts with --save-changes: with --writable the changes are already on the host",
+        );
     }
     let context_dir = fs::canonicalize(dir)
         .map_err(|e| OptionError(format!("context directory {}: {e}", dir.display())))?;
     if !context_dir.is_dir() {
-        return err(format!("context {} is not a directory", context_dir.display()));
+        return err(format!(
+            "context {} is not a directory",
+            context_dir.display()
+        ));
     }
     let size = |flag: &str, text: Option<&String>, default: &str| {
-        parse_size(text.map(String::as_str).unwrap_or(default)).map_err(|e| OptionError(format!("{flag}: {e}")))
+        parse_size(text.map(String::as_str).unwrap_or(default))
+            .map_err(|e| OptionError(format!("{flag}: {e}")))
     };
     let tmpfs_size = size("--tmpfs-size", args.tmpfs_size.as_ref(), DEFAULT_TMPFS_SIZE)?;
-    let memory_bytes = args.memory.as_ref().map(|m| size("--memory", Some(m), "")).transpose()?;
+    let memory_bytes = args
+        .memory
+        .as_ref()
+        .map(|m| size("--memory", Some(m), ""))
+        .transpose()?;
     if let Some(cpus) = args.cpus.filter(|c| !(c.is_finite() && *c > 0.0)) {
-        return err(format!("--cpus {cpus}: must be a positive number of cores, e.g. 1.5"));
+        return err(format!(
+            "--cpus {cpus}: must be a positive number of cores, e.g. 1.5"
+        ));
     }
     if args.pids == Some(0) {
         return err("--pids 0: must be at least 1");
     }
     let expect_manifest = match &args.expect_manifest {
-        Some(path) => Some(fs::read_to_string(path).map_err(|e| OptionError(format!("--expect-manifest {}: {e}", path.display())))?),
+        Some(path) => Some(
+            fs::read_to_string(path)
+                .map_err(|e| OptionError(format!("--expect-manifest {}: {e}", path.display())))?,
+        ),
         None => None,
     };
     let save_changes = match &args.save_changes {
-        Some(dest) => Some(absolute(dest).map_err(|e| OptionError(format!("--save-changes {}: {e}", dest.display())))?),
+        Some(dest) => Some(
+            absolute(dest)
+                .map_err(|e| OptionError(format!("--save-changes {}: {e}", dest.display())))?,
+        ),
         None => None,
     };
     let (profile_json, profile_source) = match &args.seccomp_profile {
@@ -70,7 +98,10 @@ pub fn build_spec(dir: &Path, command: Vec<String>, args: &SandboxArgs, mode: Se
                 .map_err(|e| OptionError(format!("--seccomp-profile {}: {e}", path.display())))?;
             (text, path.display().to_string())
         }
-        None => (Policy::default_profile_json().to_owned(), "default".to_owned()),
+        None => (
+            Policy::default_profile_json().to_owned(),
+            "default".to_owned(),
+        ),
     };
     let seccomp = SeccompSpec {
         mode,
@@ -81,7 +112,10 @@ pub fn build_spec(dir: &Path, command: Vec<String>, args: &SandboxArgs, mode: Se
         notify: false,
     };
 
-    let (euid, egid) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+    let (euid, egid) = (
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    );
     let env_id = |k: &str| std::env::var(k).ok().and_then(|v| v.parse().ok());
     Ok(SandboxSpec {
         id: new_sandbox_id(),
@@ -103,8 +137,16 @@ pub fn build_spec(dir: &Path, command: Vec<String>, args: &SandboxArgs, mode: Se
         strict: args.strict,
         tty: false,
         id_map: choose_id_map(euid, egid, env_id("SUDO_UID"), env_id("SUDO_GID")),
-        limits: Limits { memory_bytes, cpus: args.cpus, pids: args.pids },
-        ro_binds: args.ro_bind.iter().map(|b| parse_ro_bind(b)).collect::<Result<_, _>>()?,
+        limits: Limits {
+            memory_bytes,
+            cpus: args.cpus,
+            pids: args.pids,
+        },
+        ro_binds: args
+            .ro_bind
+            .iter()
+            .map(|b| parse_ro_bind(b))
+            .collect::<Result<_, _>>()?,
     })
 }
 
@@ -113,27 +155,47 @@ pub fn build_spec(dir: &Path, command: Vec<String>, args: &SandboxArgs, mode: Se
 pub fn compile_seccomp(spec: &mut SandboxSpec) -> Result<(Policy, Vec<String>), OptionError> {
     let seccomp = &mut spec.seccomp;
     let name = seccomp.profile_source.clone();
-    let (policy, warnings) = Policy::from_spec(seccomp).map_err(|e| OptionError(format!("seccomp profile {name}: {e}")))?;
+    let (policy, warnings) = Policy::from_spec(seccomp)
+        .map_err(|e| OptionError(format!("seccomp profile {name}: {e}")))?;
     if !policy.allows_execve() {
-        return err(format!("seccomp profile {name} does not allow execve, so no command can start under it"));
+        return err(format!(
+            "seccomp profile {name} does not allow execve, so no command can start under it"
+        ));
     }
     seccomp.notify = crate::features::user_notif_available();
     if !seccomp.notify && spec.strict {
-        return err("seccomp user notification is unavailable, so denials cannot be reported (--strict)");
+        return err(
+            "seccomp user notification is unavailable, so denials cannot be reported (--strict)",
+        );
     }
     let mode = match seccomp.mode {
-        SeccompMode::Enforce => FilterMode::Enforce { notify: seccomp.notify },
+        SeccompMode::Enforce => FilterMode::Enforce {
+            notify: seccomp.notify,
+        },
         SeccompMode::Trace => FilterMode::Trace,
     };
-    let program = policy.compile(mode).map_err(|e| OptionError(format!("seccomp profile {name}: {e}")))?;
-    seccomp.filter = program.iter().map(|i| BpfInstruction { code: i.code, jt: i.jt, jf: i.jf, k: i.k }).collect();
+    let program = policy
+        .compile(mode)
+        .map_err(|e| OptionError(format!("seccomp profile {name}: {e}")))?;
+    seccomp.filter = program
+        .iter()
+        .map(|i| BpfInstruction {
+            code: i.code,
+            jt: i.jt,
+            jf: i.jf,
+            k: i.k,
+        })
+        .collect();
     Ok((policy, warnings))
 }
 
 /// The workload's environment: a fixed base, allowlisted host variables, then `-e` overrides.
 fn workload_env(extra: &[String]) -> Result<Vec<(String, String)>, OptionError> {
     let mut env: Vec<(String, String)> = [
-        ("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+        (
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        ),
         ("HOME", "/tmp"),
         ("USER", "root"),
         ("LOGNAME", "root"),
@@ -165,24 +227,37 @@ fn workload_env(extra: &[String]) -> Result<Vec<(String, String)>, OptionError> 
 /// Parse `HOST[:INSIDE]` of `--ro-bind`.
 fn parse_ro_bind(text: &str) -> Result<(PathBuf, PathBuf), OptionError> {
     let (host, inside) = text.split_once(':').unwrap_or((text, text));
-    let host = fs::canonicalize(host).map_err(|e| OptionError(format!("--ro-bind {text}: {host}: {e}")))?;
+    let host = fs::canonicalize(host)
+        .map_err(|e| OptionError(format!("--ro-bind {text}: {host}: {e}")))?;
     let inside = PathBuf::from(inside);
-    let clean = inside.is_absolute() && inside.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
-    let reserved = ["/", "/proc", "/dev", "/tmp", "/context", "/etc"].iter().any(|r| inside == Path::new(r));
+    let clean = inside.is_absolute()
+        && inside
+            .components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+    let reserved = ["/", "/proc", "/dev", "/tmp", "/context", "/etc"]
+        .iter()
+        .any(|r| inside == Path::new(r));
     if !clean || reserved {
-        return err(format!("--ro-bind {text}: the path inside must be absolute, without `..`, and not /, /proc, /dev, /tmp, /etc or /context"));
+        return err(format!(
+            "--ro-bind {text}: the path inside must be absolute, without `..`, and not /, /proc, /dev, /tmp, /etc or /context"
+        ));
     }
     Ok((host, inside))
 }
 
 fn absolute(path: &Path) -> std::io::Result<PathBuf> {
-    if path.is_absolute() { Ok(path.to_owned()) } else { Ok(std::env::current_dir()?.join(path)) }
+    if path.is_absolute() {
+        Ok(path.to_owned())
+    } else {
+        Ok(std::env::current_dir()?.join(path))
+    }
 }
 
 /// 12 hex digits from the kernel's random pool.
 fn new_sandbox_id() -> String {
     let mut bytes = [0u8; 6];
-    let _ = fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
+    let _ = fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -192,9 +267,22 @@ mod tests {
 
     #[test]
     fn conflicting_options_name_both() {
-        let args = SandboxArgs { writable: true, context_mode: Some(ContextMode::Snapshot), ..Default::default() };
-        let e = build_spec(Path::new("/"), vec!["true".into()], &args, SeccompMode::Enforce).expect_err("conflict");
-        assert!(e.0.contains("--writable") && e.0.contains("--context-mode snapshot"), "{e}");
+        let args = SandboxArgs {
+            writable: true,
+            context_mode: Some(ContextMode::Snapshot),
+            ..Default::default()
+        };
+        let e = build_spec(
+            Path::new("/"),
+            vec!["true".into()],
+            &args,
+            SeccompMode::Enforce,
+        )
+        .expect_err("conflict");
+        assert!(
+            e.0.contains("--writable") && e.0.contains("--context-mode snapshot"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -202,7 +290,10 @@ mod tests {
         let env = workload_env(&["HOME=/work".into(), "FOO=1".into()]).expect("env");
         assert!(env.contains(&("HOME".into(), "/work".into())));
         assert!(env.contains(&("FOO".into(), "1".into())));
-        assert!(!env.iter().any(|(k, _)| k == "SSH_AUTH_SOCK" || k == "CARGO_HOME"));
+        assert!(
+            !env.iter()
+                .any(|(k, _)| k == "SSH_AUTH_SOCK" || k == "CARGO_HOME")
+        );
     }
 
     #[test]
@@ -210,6 +301,9 @@ mod tests {
         assert!(parse_ro_bind("/usr:/proc").is_err());
         assert!(parse_ro_bind("/usr:rel").is_err());
         assert!(parse_ro_bind("/usr:/a/../etc").is_err());
-        assert_eq!(parse_ro_bind("/usr/bin:/tools").expect("ok").1, PathBuf::from("/tools"));
+        assert_eq!(
+            parse_ro_bind("/usr/bin:/tools").expect("ok").1,
+            PathBuf::from("/tools")
+        );
     }
 }

@@ -19,7 +19,12 @@ use nix::unistd::Pid;
 pub fn start(dirs: &[&Path]) -> io::Result<(Child, OwnedFd)> {
     let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg("__reap").args(dirs).env_clear().stdin(Stdio::from(read_end)).stdout(Stdio::null()).stderr(Stdio::null());
+    cmd.arg("__reap")
+        .args(dirs)
+        .env_clear()
+        .stdin(Stdio::from(read_end))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     // Its own session: a Ctrl-C aimed at nucleus must not stop the cleanup.
     let child = crate::sys::process::spawn_detached(cmd)?;
     Ok((child, write_end))

@@ -39,8 +39,15 @@ pub fn drop_all(last: u32) -> io::Result<()> {
         }
     }
     // SAFETY: PR_CAP_AMBIENT_CLEAR_ALL takes integer arguments only.
-    if unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0) }
-        != 0
+    if unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    } != 0
     {
         return Err(io::Error::last_os_error());
     }

@@ -15,7 +15,14 @@ pub fn spawn_init(mut cmd: Command, ipc: BorrowedFd<'_>) -> io::Result<Child> {
         cmd.pre_exec(move || {
             // Why here: a new session keeps host job-control signals and the host tty away from the sandbox.
             libc::setsid();
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
                 return Err(io::Error::last_os_error());
             }
             if ipc_raw == 3 {
@@ -35,7 +42,16 @@ pub fn spawn_init(mut cmd: Command, ipc: BorrowedFd<'_>) -> io::Result<Child> {
 /// Ask for SIGKILL when the parent dies; fails if the parent is already gone.
 pub fn die_with_parent(expected_parent: libc::pid_t) -> io::Result<()> {
     // SAFETY: prctl(PR_SET_PDEATHSIG) takes integer arguments only.
-    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) } != 0 {
+    if unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    } != 0
+    {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: getppid has no preconditions.
@@ -90,7 +106,8 @@ pub fn fork_single_threaded() -> io::Result<libc::pid_t> {
 /// Why: the seccomp listener the child creates lands in the shared table, so the parent holds it the
 /// moment the child's `execve` succeeds, without the child making a single (possibly filtered) call.
 pub fn clone_vfork_shared_files() -> io::Result<libc::pid_t> {
-    let flags = (libc::CLONE_VFORK | libc::CLONE_FILES) as libc::c_ulong | libc::SIGCHLD as libc::c_ulong;
+    let flags =
+        (libc::CLONE_VFORK | libc::CLONE_FILES) as libc::c_ulong | libc::SIGCHLD as libc::c_ulong;
     // SAFETY: without CLONE_VM the child gets a copy-on-write copy of memory, exactly like fork; a
     // NULL stack means "continue on the copied stack". The caller is single-threaded.
     let pid = unsafe {

@@ -24,13 +24,24 @@ pub fn test_user() -> (u32, u32) {
             let out = Command::new("id").args(["-u", TEST_USER]).output().ok()?;
             let uid = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
             let out = Command::new("id").args(["-g", TEST_USER]).output().ok()?;
-            Some((uid, String::from_utf8_lossy(&out.stdout).trim().parse().ok()?))
+            Some((
+                uid,
+                String::from_utf8_lossy(&out.stdout).trim().parse().ok()?,
+            ))
         };
         if let Some(ids) = lookup() {
             return ids;
         }
         // Parallel test binaries may race to create it; a failure here is fine if it now exists.
-        let _ = Command::new("useradd").args(["--system", "--no-create-home", "--shell", "/bin/sh", TEST_USER]).status();
+        let _ = Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/bin/sh",
+                TEST_USER,
+            ])
+            .status();
         lookup().expect("creating the unprivileged test user with useradd")
     })
 }
@@ -52,8 +63,12 @@ pub struct Scratch {
 impl Scratch {
     /// A new scratch dir (world-accessible, owned by the test user when `who` is `User`).
     pub fn new(who: As) -> Scratch {
-        let dir = tempfile::Builder::new().prefix("nucleus-it-").tempdir().expect("tempdir");
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let dir = tempfile::Builder::new()
+            .prefix("nucleus-it-")
+            .tempdir()
+            .expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
         if who == As::User {
             let (uid, gid) = test_user();
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown");

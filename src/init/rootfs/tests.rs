@@ -28,7 +28,11 @@ fn spec(network: NetworkMode) -> SandboxSpec {
         },
         strict: false,
         tty: false,
-        id_map: IdMap { host_uid: 1000, host_gid: 1000, rootless: true },
+        id_map: IdMap {
+            host_uid: 1000,
+            host_gid: 1000,
+            rootless: true,
+        },
         limits: Limits::default(),
         ro_binds: vec![("/opt/tool".into(), "/tool".into())],
     }
@@ -36,27 +40,47 @@ fn spec(network: NetworkMode) -> SandboxSpec {
 
 fn host() -> HostLayout {
     HostLayout {
-        system: vec![("/usr".into(), HostEntry::Dir), ("/bin".into(), HostEntry::Symlink("usr/bin".into()))],
+        system: vec![
+            ("/usr".into(), HostEntry::Dir),
+            ("/bin".into(), HostEntry::Symlink("usr/bin".into())),
+        ],
         etc: vec![
             ("ld.so.cache".into(), HostEntry::File(b"cache".to_vec())),
             ("ssl".into(), HostEntry::Dir),
-            ("os-release".into(), HostEntry::Symlink("../usr/lib/os-release".into())),
+            (
+                "os-release".into(),
+                HostEntry::Symlink("../usr/lib/os-release".into()),
+            ),
         ],
         resolv_conf: b"nameserver 10.0.0.1\n".to_vec(),
     }
 }
 
 fn ops(network: NetworkMode) -> Vec<MountOp> {
-    plan(&spec(network), &host(), Path::new("/oldroot"), Path::new("/newroot"))
+    plan(
+        &spec(network),
+        &host(),
+        Path::new("/oldroot"),
+        Path::new("/newroot"),
+    )
 }
 
 #[test]
 fn root_is_tmpfs_and_system_dirs_are_read_only_binds() {
     let ops = ops(NetworkMode::None);
     assert!(matches!(&ops[0], MountOp::Tmpfs { target, .. } if target == Path::new("/newroot")));
-    assert!(ops.contains(&MountOp::BindReadOnly { source: "/oldroot/usr".into(), target: "/newroot/usr".into() }));
-    assert!(ops.contains(&MountOp::Symlink { link: "/newroot/bin".into(), target: "usr/bin".into() }));
-    assert!(ops.contains(&MountOp::BindReadOnly { source: "/oldroot/opt/tool".into(), target: "/newroot/tool".into() }));
+    assert!(ops.contains(&MountOp::BindReadOnly {
+        source: "/oldroot/usr".into(),
+        target: "/newroot/usr".into()
+    }));
+    assert!(ops.contains(&MountOp::Symlink {
+        link: "/newroot/bin".into(),
+        target: "usr/bin".into()
+    }));
+    assert!(ops.contains(&MountOp::BindReadOnly {
+        source: "/oldroot/opt/tool".into(),
+        target: "/newroot/tool".into()
+    }));
 }
 
 #[test]
@@ -65,16 +89,30 @@ fn etc_is_synthesized_without_host_secrets() {
     let files: Vec<&Path> = ops
         .iter()
         .filter_map(|op| match op {
-            MountOp::File { path, .. } | MountOp::Symlink { link: path, .. } => Some(path.as_path()),
+            MountOp::File { path, .. } | MountOp::Symlink { link: path, .. } => {
+                Some(path.as_path())
+            }
             MountOp::BindReadOnly { target, .. } => Some(target.as_path()),
             _ => None,
         })
         .collect();
-    for secret in ["shadow", "gshadow", "ssh", "sudoers", "machine-id", "subuid"] {
-        assert!(!files.contains(&Path::new("/newroot/etc").join(secret).as_path()), "{secret} leaked");
+    for secret in [
+        "shadow",
+        "gshadow",
+        "ssh",
+        "sudoers",
+        "machine-id",
+        "subuid",
+    ] {
+        assert!(
+            !files.contains(&Path::new("/newroot/etc").join(secret).as_path()),
+            "{secret} leaked"
+        );
     }
     let passwd = ops.iter().find_map(|op| match op {
-        MountOp::File { path, contents, .. } if path == Path::new("/newroot/etc/passwd") => Some(contents.clone()),
+        MountOp::File { path, contents, .. } if path == Path::new("/newroot/etc/passwd") => {
+            Some(contents.clone())
+        }
         _ => None,
     });
     let passwd = String::from_utf8(passwd.expect("passwd synthesized")).expect("utf8");
@@ -98,14 +136,21 @@ fn resolv_conf_comes_from_host_only_with_host_network() {
 #[test]
 fn proc_is_masked_after_it_is_mounted() {
     let ops = ops(NetworkMode::None);
-    let proc_at = ops.iter().position(|op| matches!(op, MountOp::Proc { .. })).expect("proc mounted");
+    let proc_at = ops
+        .iter()
+        .position(|op| matches!(op, MountOp::Proc { .. }))
+        .expect("proc mounted");
     let kcore = ops
         .iter()
-        .position(|op| matches!(op, MountOp::MaskFile { target, .. } if target.ends_with("proc/kcore")))
+        .position(
+            |op| matches!(op, MountOp::MaskFile { target, .. } if target.ends_with("proc/kcore")),
+        )
         .expect("kcore masked");
     let sys = ops
         .iter()
-        .position(|op| matches!(op, MountOp::ReadOnlySelf { target } if target.ends_with("proc/sys")))
+        .position(
+            |op| matches!(op, MountOp::ReadOnlySelf { target } if target.ends_with("proc/sys")),
+        )
         .expect("/proc/sys read-only");
     assert!(proc_at < kcore && proc_at < sys);
 }
@@ -116,11 +161,17 @@ fn dev_has_only_the_safe_nodes_and_its_own_devpts() {
     let devices: Vec<String> = ops
         .iter()
         .filter_map(|op| match op {
-            MountOp::BindDevice { target, .. } => Some(target.file_name()?.to_string_lossy().into_owned()),
+            MountOp::BindDevice { target, .. } => {
+                Some(target.file_name()?.to_string_lossy().into_owned())
+            }
             _ => None,
         })
         .collect();
     assert_eq!(devices, DEVICES);
-    assert!(ops.contains(&MountOp::Devpts { target: "/newroot/dev/pts".into() }));
-    assert!(ops.contains(&MountOp::RemountReadOnly { target: "/newroot/dev".into() }));
+    assert!(ops.contains(&MountOp::Devpts {
+        target: "/newroot/dev/pts".into()
+    }));
+    assert!(ops.contains(&MountOp::RemountReadOnly {
+        target: "/newroot/dev".into()
+    }));
 }
