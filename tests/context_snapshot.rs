@@ -5,7 +5,7 @@ mod context_support;
 use std::fs;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -73,71 +73,84 @@ fn snapshot_prepare_rootless() {
     assert!(report.deleted.is_empty());
 }
 
-fn fill_hostile(host: &Path) {
-    fill_project(host);
-    std::os::unix::fs::symlink("../../../../../../etc/passwd", host.join("escape"))
-        .expect("symlink");
-    std::os::unix::fs::symlink(".", host.join("loop")).expect("symlink");
-    nix::unistd::mkfifo(
-        &host.join("fifo"),
-        nix::sys::stat::Mode::from_bits_truncate(0o644),
-    )
-    .expect("mkfifo");
-    let mode = nix::sys::stat::Mode::from_bits_truncate(0o666);
-    nix::sys::stat::mknod(
-        &host.join("null"),
-        nix::sys::stat::SFlag::S_IFCHR,
-        mode,
-        nix::sys::stat::makedev(1, 3),
-    )
-    .expect("mknod");
-    fs::write(host.join("hard1"), b"same").expect("write");
-    fs::hard_link(host.join("hard1"), host.join("hard2")).expect("link");
-    fs::write(
-        host.join(std::ffi::OsStr::from_bytes(b"bin\xff\\x41")),
-        b"raw",
-    )
-    .expect("non-utf8 name");
-    fs::set_permissions(
-        host.join("src/main.rs"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o4750),
-    )
-    .expect("chmod");
+/// Snapshots a project tree plus `extra` into a fresh tmpfs dir; returns (source, copy, manifest).
+fn snapshot_of(extra: impl FnOnce(&Path)) -> (tempfile::TempDir, tempfile::TempDir, Manifest) {
+    let src = tempfile::tempdir().expect("tempdir");
+    fill_project(src.path());
+    extra(src.path());
+    let dst = shm_dir();
+    let (manifest, _) =
+        snapshot(open(src.path()).as_fd(), open(dst.path()).as_fd()).expect("snapshot");
+    (src, dst, manifest)
 }
 
 #[test]
-fn snapshot_hostile_tree() {
-    let src = tempfile::tempdir().expect("tempdir");
-    let host = src.path().join("host");
-    fs::create_dir(&host).expect("mkdir");
-    fill_hostile(&host);
-    let _sock = std::os::unix::net::UnixListener::bind(host.join("sock")).expect("socket");
-    let dst = shm_dir();
-    let (manifest, _) = snapshot(open(&host).as_fd(), open(dst.path()).as_fd()).expect("snapshot");
+fn snapshot_symlinks_are_copied_as_links_never_followed() {
+    let (_src, dst, manifest) = snapshot_of(|h| {
+        std::os::unix::fs::symlink("../../../../../../etc/passwd", h.join("escape"))
+            .expect("symlink");
+        std::os::unix::fs::symlink("/etc/shadow", h.join("abs")).expect("symlink");
+        std::os::unix::fs::symlink(".", h.join("loop")).expect("symlink");
+    });
     let copy = dst.path();
-
-    // Symlinks are copied as links and never followed: the escaping one dangles inside the copy.
+    // The escaping links dangle inside the copy: nothing outside the tree was read or copied.
     assert_eq!(
         fs::read_link(copy.join("escape")).expect("readlink"),
         Path::new("../../../../../../etc/passwd")
     );
     assert_eq!(
+        fs::read_link(copy.join("abs")).expect("readlink"),
+        Path::new("/etc/shadow")
+    );
+    assert_eq!(
         fs::read_link(copy.join("loop")).expect("readlink"),
         Path::new(".")
     );
-    // Special files are not reproduced, and are reported.
+    let link = manifest
+        .entries
+        .iter()
+        .find(|e| e.path == b"escape")
+        .expect("in the manifest");
+    assert_eq!(
+        link.target.as_deref(),
+        Some(&b"../../../../../../etc/passwd"[..])
+    );
+    assert!(
+        link.hash.is_none(),
+        "a link is never followed to hash its target"
+    );
+}
+
+#[test]
+fn snapshot_special_files_are_skipped_and_reported() {
+    let mut listener = None;
+    let (_src, dst, manifest) = snapshot_of(|h| {
+        nix::unistd::mkfifo(
+            &h.join("fifo"),
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+        )
+        .expect("mkfifo");
+        let mode = nix::sys::stat::Mode::from_bits_truncate(0o666);
+        nix::sys::stat::mknod(
+            &h.join("null"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            mode,
+            nix::sys::stat::makedev(1, 3),
+        )
+        .expect("mknod");
+        listener = Some(std::os::unix::net::UnixListener::bind(h.join("sock")).expect("socket"));
+    });
     for name in ["fifo", "null", "sock"] {
         assert!(
-            !copy.join(name).exists() && fs::symlink_metadata(copy.join(name)).is_err(),
-            "{name}"
+            fs::symlink_metadata(dst.path().join(name)).is_err(),
+            "{name} must not be reproduced"
         );
     }
-    let mut skipped: Vec<_> = manifest
+    let skipped: Vec<_> = manifest
         .skipped
         .iter()
         .map(|s| (s.path.as_slice(), s.kind))
         .collect();
-    skipped.sort();
     assert_eq!(
         skipped,
         [
@@ -146,21 +159,39 @@ fn snapshot_hostile_tree() {
             (b"sock", "socket")
         ]
     );
-    // Hard links become independent files with the same content.
-    let (m1, m2) = (
-        fs::metadata(copy.join("hard1")).expect("stat"),
-        fs::metadata(copy.join("hard2")).expect("stat"),
-    );
-    assert_ne!(m1.ino(), m2.ino());
-    assert_eq!(fs::read(copy.join("hard2")).expect("read"), b"same");
-    // Exact name bytes and modes (set-id bits included) survive; the manifest round-trips them.
+    let json = manifest.to_json();
+    assert_eq!(json["skipped"][0]["type"], "fifo", "{json}");
+}
+
+#[test]
+fn snapshot_hardlinks_become_separate_files() {
+    let (_src, dst, _) = snapshot_of(|h| {
+        fs::write(h.join("hard1"), b"same").expect("write");
+        fs::hard_link(h.join("hard1"), h.join("hard2")).expect("link");
+    });
+    let ino = |p: &str| fs::metadata(dst.path().join(p)).expect("stat").ino();
+    assert_ne!(ino("hard1"), ino("hard2"));
+    fs::write(dst.path().join("hard1"), b"changed").expect("write");
+    assert_eq!(fs::read(dst.path().join("hard2")).expect("read"), b"same");
+}
+
+#[test]
+fn snapshot_non_utf8_names_and_modes_round_trip() {
     let raw = std::ffi::OsStr::from_bytes(b"bin\xff\\x41");
+    let (_src, dst, manifest) = snapshot_of(|h| {
+        fs::write(h.join(raw), b"raw").expect("non-utf8 name");
+        fs::set_permissions(h.join("src/main.rs"), fs::Permissions::from_mode(0o4750))
+            .expect("chmod");
+    });
     assert_eq!(
-        fs::read(copy.join(raw)).expect("non-utf8 name in copy"),
+        fs::read(dst.path().join(raw)).expect("exact bytes in the copy"),
         b"raw"
     );
     assert_eq!(
-        fs::metadata(copy.join("src/main.rs")).expect("stat").mode() & 0o7777,
+        fs::metadata(dst.path().join("src/main.rs"))
+            .expect("stat")
+            .mode()
+            & 0o7777,
         0o4750
     );
     let json = manifest.to_json();
@@ -171,7 +202,6 @@ fn snapshot_hostile_tree() {
     let back = Manifest::from_json(&json.to_string()).expect("parse");
     assert_eq!(back.entries, manifest.entries);
     assert!(back.entries.iter().any(|e| e.path == b"bin\xff\\x41"));
-    assert!(!copy.join("sock").exists());
 }
 
 fn fill_with_secret(host: &Path) {
