@@ -16,8 +16,11 @@ const ITERS: u32 = 200_000;
 /// the minimum over rounds is the undisturbed cost.
 const ROUNDS: usize = 10;
 
+/// One measured call.
+type Call = Box<dyn Fn()>;
+
 /// The calls measured: one decided by the number alone, two that read arguments in our profile.
-fn calls() -> Vec<(&'static str, Box<dyn Fn()>)> {
+fn calls() -> Vec<(&'static str, Call)> {
     let (pipe_r, _pipe_w) = nix::unistd::pipe().expect("pipe");
     vec![
         (
