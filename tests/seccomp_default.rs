@@ -251,3 +251,31 @@ fn shell_and_tools_run_under_the_default_profile() {
     .expect("fork");
     assert_eq!(end, ChildEnd::Exited(0));
 }
+
+#[test]
+fn development_tools_run_under_the_default_profile() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let script = "set -e; printf 'int main(void){return 0;}\\n' > a.c; printf 'a: a.c\\n\\tcc -O1 a.c -o a\\n' > Makefile; \
+                  make -s; ./a; git init -q repo; git -C repo status --short; \
+                  node -e 'require(\"fs\").readdirSync(\".\"); require(\"child_process\").execSync(\"true\")'; \
+                  python3 -c 'import subprocess, socket; subprocess.run([\"true\"], check=True); socket.socket().close()'; \
+                  echo hi | less -F >/dev/null; top -bn1 >/dev/null; vim -es -c 'q' </dev/null; echo done";
+    let policy = Policy::default_profile();
+    let end = sys::fork_and_wait(|| {
+        install(&policy, ENFORCE);
+        let out = std::process::Command::new("/bin/bash")
+            .arg("-c")
+            .arg(script)
+            .current_dir(dir.path())
+            .output();
+        match out {
+            Ok(o) if o.status.success() && o.stdout.ends_with(b"done\n") => 0,
+            other => {
+                eprintln!("development tools under the default profile: {other:?}");
+                1
+            }
+        }
+    })
+    .expect("fork");
+    assert_eq!(end, ChildEnd::Exited(0));
+}

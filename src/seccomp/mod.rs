@@ -15,3 +15,5 @@ pub use syscalls::syscall_name;
 
 #[cfg(test)]
 mod compile_tests;
+#[cfg(test)]
+mod policy_tests;
