@@ -19,9 +19,9 @@ pub mod caps;
 pub mod context;
 pub mod mount;
 pub mod net;
-pub mod seccomp;
 pub mod probe;
 pub mod process;
+pub mod seccomp;
 pub mod tty;
 
 /// Take ownership of a descriptor that the kernel just installed in our table (SCM_RIGHTS).
