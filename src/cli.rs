@@ -23,6 +23,8 @@ pub struct Cli {
 pub enum Command {
     /// Run a command in the sandbox, headless, and exit with its status.
     Run(Box<RunArgs>),
+    /// Run a command letting every syscall through; export the profile it needs.
+    Trace(Box<TraceArgs>),
     /// Inspect, check and compare OCI/Docker seccomp profiles.
     #[command(subcommand)]
     Profile(ProfileCommand),
@@ -55,6 +57,16 @@ pub struct RunArgs {
     pub command: Vec<String>,
     #[command(flatten)]
     pub sandbox: SandboxArgs,
+}
+
+/// Options of `nucleus trace`.
+#[derive(Debug, Args, Clone)]
+pub struct TraceArgs {
+    /// Where to write the learned profile (default: the XDG data dir).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// Options shared by every command that starts a sandbox.

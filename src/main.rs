@@ -12,6 +12,7 @@ fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Run(args) => nucleus::run::main(*args, cli.verbose),
+        Command::Trace(args) => nucleus::run::trace::main(*args, cli.verbose),
         Command::Profile(cmd) => nucleus::seccomp::report::main(cmd),
         Command::Manifest(args) => nucleus::context::manifest_command(args),
         Command::Doctor(args) => nucleus::doctor::main(args),

@@ -4,6 +4,9 @@
 mod console;
 pub mod options;
 pub mod reaper;
+pub mod trace;
+
+use trace::Learned;
 
 use std::io::{self, IsTerminal};
 use std::os::fd::{AsFd, OwnedFd};
@@ -40,16 +43,21 @@ const FORWARDED: &[Signal] = &[
 ];
 
 /// Entry point of `nucleus run`.
-pub fn main(mut args: RunArgs, verbose: u8) -> i32 {
+pub fn main(args: RunArgs, verbose: u8) -> i32 {
+    execute(args, verbose, SeccompMode::Enforce).0
+}
+
+/// Run the sandbox in `mode`; also returns the syscalls the profile would have denied (trace mode).
+fn execute(mut args: RunArgs, verbose: u8, mode: SeccompMode) -> (i32, Learned) {
     // Block the forwarded signals before any thread exists (the log writer is one), so that only
     // the signal thread receives them.
     let mut mask = SigSet::empty();
     FORWARDED.iter().for_each(|s| mask.add(*s));
     if let Err(e) = mask.thread_block() {
         eprintln!("nucleus: blocking signals: {e}");
-        return 125;
+        return (125, Learned::new());
     }
-    match prepare(&mut args) {
+    match prepare(&mut args, mode) {
         Ok((spec, policy, warnings)) => {
             let events = args.sandbox.events.clone();
             let interval =
@@ -58,31 +66,35 @@ pub fn main(mut args: RunArgs, verbose: u8) -> i32 {
                 policy: Arc::new(policy),
                 warnings,
             };
+            let base_profile = spec.seccomp.profile_json.clone();
             match supervise(spec, seccomp, events.as_deref(), interval, mask, verbose) {
-                Ok(code) => code,
+                Ok((code, mut learned)) => {
+                    learned.base_profile = base_profile;
+                    (code, learned)
+                }
                 Err(msg) => {
                     console::restore_terminal();
                     eprintln!("nucleus: {msg}");
-                    125
+                    (125, Learned::new())
                 }
             }
         }
         Err(msg) => {
             eprintln!("nucleus: {msg}");
-            125
+            (125, Learned::new())
         }
     }
 }
 
 /// Config defaults, then flags, then validation: nothing here touches the kernel.
-fn prepare(args: &mut RunArgs) -> Result<(SandboxSpec, Policy, Vec<String>), String> {
+fn prepare(args: &mut RunArgs, mode: SeccompMode) -> Result<(SandboxSpec, Policy, Vec<String>), String> {
     let config = crate::config::load().map_err(|e| e.to_string())?;
     config.apply_defaults(&mut args.sandbox);
     let mut spec = options::build_spec(
         &args.dir,
         args.command.clone(),
         &args.sandbox,
-        SeccompMode::Enforce,
+        mode,
     )
     .map_err(|e| e.to_string())?;
     let (policy, warnings) = options::compile_seccomp(&mut spec).map_err(|e| e.to_string())?;
@@ -111,7 +123,7 @@ fn supervise(
     interval: Duration,
     mask: SigSet,
     verbose: u8,
-) -> Result<i32, String> {
+) -> Result<(i32, Learned), String> {
     let started = Instant::now();
 
     let mut sink = EventSink::open(&spec.id, events).map_err(|e| e.to_string())?;
@@ -132,10 +144,12 @@ fn supervise(
     let writer = thread::Builder::new()
         .name("events".into())
         .spawn(move || {
+            let mut learned = Learned::new();
             for ev in rx {
+                learned.observe(&ev);
                 sink.write(&ev);
             }
-            sink
+            learned
         })
         .map_err(|e| e.to_string())?;
 
@@ -297,10 +311,10 @@ fn supervise(
         let _ = tx.send(Event::now(&spec.id, EventKind::Exit(exit)));
     }
     drop(tx);
-    let _ = writer.join();
+    let learned = writer.join().unwrap_or_else(|_| Learned::new());
     // Dropping the cgroup kills anything left and removes its directories.
     drop(cgroup);
-    Ok(code)
+    Ok((code, learned))
 }
 
 /// Threads that copy piped stdio between the host and `__init` (only when a host stream is a tty).

@@ -2,6 +2,7 @@
 
 pub mod bpf;
 pub mod compile;
+pub mod learn;
 pub mod notify;
 pub mod policy;
 pub mod profile;
