@@ -7,6 +7,7 @@ runs=${1:-100}
 cargo build --release --quiet
 bin=$PWD/target/release/nucleus
 ctx=$(mktemp -d)
+chmod 755 "$ctx"  # as root the sandbox runs as nobody, which must be able to read the context
 out=$(mktemp)
 trap 'rm -rf "$ctx" "$out"' EXIT
 export XDG_STATE_HOME=$ctx/.state

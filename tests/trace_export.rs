@@ -14,21 +14,31 @@ use common::{As, Scratch, describe, nucleus, run_sh, stdout_of};
 /// a plain cgroup2 hierarchy at /sys/fs/cgroup and without cgroup management.
 fn crun_with_profile(scratch: &Scratch, profile: &Path, script: &str) -> std::process::Output {
     let bundle = scratch.subdir("bundle");
-    let spec = Command::new("crun").arg("spec").current_dir(&bundle).output().expect("crun spec");
+    let spec = Command::new("crun")
+        .arg("spec")
+        .current_dir(&bundle)
+        .output()
+        .expect("crun spec");
     assert!(spec.status.success(), "{}", describe(&spec));
     let config_path = bundle.join("config.json");
     let mut config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&config_path).expect("config")).expect("json");
+        serde_json::from_str(&std::fs::read_to_string(&config_path).expect("config"))
+            .expect("json");
     config["root"] = serde_json::json!({"path": "rootfs", "readonly": true});
     config["process"]["terminal"] = serde_json::json!(false);
     config["process"]["args"] = serde_json::json!(["/bin/sh", "-c", script]);
-    config["linux"]["seccomp"] = serde_json::from_str(&std::fs::read_to_string(profile).expect("profile")).expect("json");
+    config["linux"]["seccomp"] =
+        serde_json::from_str(&std::fs::read_to_string(profile).expect("profile")).expect("json");
     std::fs::write(&config_path, config.to_string()).expect("write config");
     std::fs::create_dir_all(bundle.join("rootfs")).expect("rootfs");
     let setup = "set -e; b=$1; mount -t cgroup2 none /sys/fs/cgroup; mount -t tmpfs none $b/rootfs; cd $b/rootfs; \
                  mkdir -p usr proc dev sys tmp etc; ln -s usr/bin bin; ln -s usr/lib lib; ln -s usr/lib64 lib64; \
                  mount --rbind /usr usr; cd $b; exec crun --cgroup-manager=disabled run --bundle $b nucleus-it-$$";
-    Command::new("unshare").args(["-m", "sh", "-c", setup, "sh"]).arg(&bundle).output().expect("unshare crun")
+    Command::new("unshare")
+        .args(["-m", "sh", "-c", setup, "sh"])
+        .arg(&bundle)
+        .output()
+        .expect("unshare crun")
 }
 
 #[test]
@@ -43,30 +53,73 @@ fn trace_learns_denied_calls_and_the_export_is_usable_everywhere() {
         .args(["--", "/bin/sh", "-c", "unshare -U true && echo traced"])
         .output()
         .expect("trace");
-    assert_eq!(stdout_of(&traced).trim(), "traced", "trace lets the call through: {}", describe(&traced));
+    assert_eq!(
+        stdout_of(&traced).trim(),
+        "traced",
+        "trace lets the call through: {}",
+        describe(&traced)
+    );
     let stderr = String::from_utf8_lossy(&traced.stderr);
-    assert!(stderr.contains("unshare"), "the would-deny list names it: {stderr}");
+    assert!(
+        stderr.contains("unshare"),
+        "the would-deny list names it: {stderr}"
+    );
 
-    let check = nucleus(As::Root, scratch.path()).args(["profile", "check"]).arg(&learned).output().expect("check");
+    let check = nucleus(As::Root, scratch.path())
+        .args(["profile", "check"])
+        .arg(&learned)
+        .output()
+        .expect("check");
     assert!(check.status.success(), "{}", describe(&check));
 
     let flag = learned.to_str().expect("utf8");
-    let allowed = run_sh(As::Root, &scratch, &["--seccomp-profile", flag], "unshare -U true && echo allowed");
-    assert_eq!(stdout_of(&allowed).trim(), "allowed", "{}", describe(&allowed));
+    let allowed = run_sh(
+        As::Root,
+        &scratch,
+        &["--seccomp-profile", flag],
+        "unshare -U true && echo allowed",
+    );
+    assert_eq!(
+        stdout_of(&allowed).trim(),
+        "allowed",
+        "{}",
+        describe(&allowed)
+    );
     let default = run_sh(As::Root, &scratch, &[], "unshare -U true && echo allowed");
-    assert_ne!(stdout_of(&default).trim(), "allowed", "the default profile still denies it");
+    assert_ne!(
+        stdout_of(&default).trim(),
+        "allowed",
+        "the default profile still denies it"
+    );
 
     // crun takes the learned profile unchanged, with the same meaning.
-    let out = crun_with_profile(&scratch, &learned, "echo crun-ok; unshare -U true && echo unshare-allowed");
-    assert_eq!(stdout_of(&out).lines().collect::<Vec<_>>(), ["crun-ok", "unshare-allowed"], "{}", describe(&out));
+    let out = crun_with_profile(
+        &scratch,
+        &learned,
+        "echo crun-ok; unshare -U true && echo unshare-allowed",
+    );
+    assert_eq!(
+        stdout_of(&out).lines().collect::<Vec<_>>(),
+        ["crun-ok", "unshare-allowed"],
+        "{}",
+        describe(&out)
+    );
 }
 
 #[test]
 fn crun_accepts_the_default_profile_unchanged() {
     let scratch = Scratch::new(As::Root);
     let profile = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/default.json");
-    let out = crun_with_profile(&scratch, &profile, "echo crun-ok; unshare -U true 2>&1 | tail -1");
+    let out = crun_with_profile(
+        &scratch,
+        &profile,
+        "echo crun-ok; unshare -U true 2>&1 | tail -1",
+    );
     let text = stdout_of(&out);
     assert!(text.starts_with("crun-ok"), "{}", describe(&out));
-    assert!(text.contains("Operation not permitted"), "{}", describe(&out));
+    assert!(
+        text.contains("Operation not permitted"),
+        "{}",
+        describe(&out)
+    );
 }

@@ -87,16 +87,14 @@ fn execute(mut args: RunArgs, verbose: u8, mode: SeccompMode) -> (i32, Learned) 
 }
 
 /// Config defaults, then flags, then validation: nothing here touches the kernel.
-fn prepare(args: &mut RunArgs, mode: SeccompMode) -> Result<(SandboxSpec, Policy, Vec<String>), String> {
+fn prepare(
+    args: &mut RunArgs,
+    mode: SeccompMode,
+) -> Result<(SandboxSpec, Policy, Vec<String>), String> {
     let config = crate::config::load().map_err(|e| e.to_string())?;
     config.apply_defaults(&mut args.sandbox);
-    let mut spec = options::build_spec(
-        &args.dir,
-        args.command.clone(),
-        &args.sandbox,
-        mode,
-    )
-    .map_err(|e| e.to_string())?;
+    let mut spec = options::build_spec(&args.dir, args.command.clone(), &args.sandbox, mode)
+        .map_err(|e| e.to_string())?;
     let (policy, warnings) = options::compile_seccomp(&mut spec).map_err(|e| e.to_string())?;
     spec.tty = io::stdin().is_terminal() && io::stdout().is_terminal();
     Ok((spec, policy, warnings))

@@ -41,7 +41,10 @@ pub fn main(args: TraceArgs, verbose: u8) -> i32 {
     if learned.base_profile.is_empty() {
         return code; // the sandbox never started; the error was printed
     }
-    eprintln!("nucleus: trace: {} syscall(s) the profile would deny:", learned.would_deny.len());
+    eprintln!(
+        "nucleus: trace: {} syscall(s) the profile would deny:",
+        learned.would_deny.len()
+    );
     for (name, count) in &learned.would_deny {
         eprintln!("  {name:<24} {count}");
     }
@@ -61,7 +64,10 @@ pub fn main(args: TraceArgs, verbose: u8) -> i32 {
         eprintln!("nucleus: trace: writing {}: {e}", path.display());
         return 125;
     }
-    eprintln!("nucleus: trace: learned profile written to {}", path.display());
+    eprintln!(
+        "nucleus: trace: learned profile written to {}",
+        path.display()
+    );
     code
 }
 
@@ -70,6 +76,9 @@ fn default_output() -> PathBuf {
     let dir = directories::ProjectDirs::from("", "", "nucleus")
         .map(|d| d.data_dir().to_path_buf())
         .unwrap_or_else(|| PathBuf::from("."));
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     dir.join("profiles").join(format!("learned-{secs}.json"))
 }

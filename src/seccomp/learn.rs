@@ -11,22 +11,36 @@ use super::ProfileError;
 /// The base profile (JSON text) with `learned` syscalls allowed. Each learned name is removed from
 /// every rule that does not allow it (so no syscall has conflicting actions), and one rule allowing
 /// all of them is added first.
-pub fn learned_profile(base_json: &str, learned: &BTreeSet<String>) -> Result<String, ProfileError> {
+pub fn learned_profile(
+    base_json: &str,
+    learned: &BTreeSet<String>,
+) -> Result<String, ProfileError> {
     // Parse through the model first: the base must be a valid profile.
     super::profile::Profile::parse(base_json)?;
-    let invalid = |problem: String| ProfileError::Invalid { path: "syscalls".into(), problem };
+    let invalid = |problem: String| ProfileError::Invalid {
+        path: "syscalls".into(),
+        problem,
+    };
     let mut profile: Value = serde_json::from_str(base_json).map_err(|e| invalid(e.to_string()))?;
-    let mut rules = profile.get_mut("syscalls").and_then(Value::as_array_mut).map(std::mem::take).unwrap_or_default();
+    let mut rules = profile
+        .get_mut("syscalls")
+        .and_then(Value::as_array_mut)
+        .map(std::mem::take)
+        .unwrap_or_default();
     rules.retain_mut(|rule| {
         if rule.get("action").and_then(Value::as_str) == Some("SCMP_ACT_ALLOW") {
             return true;
         }
-        let Some(obj) = rule.as_object_mut() else { return true };
+        let Some(obj) = rule.as_object_mut() else {
+            return true;
+        };
         if let Some(names) = obj.get_mut("names").and_then(Value::as_array_mut) {
             names.retain(|n| n.as_str().is_none_or(|n| !learned.contains(n)));
             return !names.is_empty();
         }
-        obj.get("name").and_then(Value::as_str).is_none_or(|n| !learned.contains(n))
+        obj.get("name")
+            .and_then(Value::as_str)
+            .is_none_or(|n| !learned.contains(n))
     });
     if !learned.is_empty() {
         let names: Vec<&str> = learned.iter().map(String::as_str).collect();
@@ -59,13 +73,24 @@ mod tests {
             assert_eq!(after.decide(nr(name), &[0; 6]), Decision::Allow, "{name}");
         }
         for name in ["bpf", "keyctl", "getpid", "read"] {
-            assert_eq!(before.decide(nr(name), &[0; 6]), after.decide(nr(name), &[0; 6]), "{name}");
+            assert_eq!(
+                before.decide(nr(name), &[0; 6]),
+                after.decide(nr(name), &[0; 6]),
+                "{name}"
+            );
         }
         let json: Value = serde_json::from_str(&text).expect("json");
         let mentions = |name: &str| {
-            json["syscalls"].as_array().expect("rules").iter().filter(|r| {
-                r["names"].as_array().is_some_and(|ns| ns.iter().any(|n| n == name))
-            }).count()
+            json["syscalls"]
+                .as_array()
+                .expect("rules")
+                .iter()
+                .filter(|r| {
+                    r["names"]
+                        .as_array()
+                        .is_some_and(|ns| ns.iter().any(|n| n == name))
+                })
+                .count()
         };
         assert_eq!(mentions("mount"), 1, "one rule, so no conflicting actions");
     }

@@ -108,8 +108,11 @@ fn run(
         }
     }
     // An OOM kill in the last interval usually ends the workload, and so the sampler: report it still.
-    let (sample, new_ooms) = state.update(reader.read(), Instant::now());
-    let _ = send_oom(sandbox, tx, &sample, new_ooms);
+    // Only a cgroup counts OOM kills; a last walk of /proc would cost the exit path for nothing.
+    if let Reader::Cgroup(_) = reader {
+        let (sample, new_ooms) = state.update(reader.read(), Instant::now());
+        let _ = send_oom(sandbox, tx, &sample, new_ooms);
+    }
 }
 
 /// A source with the state its readings need.
