@@ -104,7 +104,10 @@ impl Scratch {
 
 /// A `nucleus` command with private XDG dirs under `home` (config, state, data), run as `who`.
 pub fn nucleus(who: As, home: &Path) -> Command {
-    let mut cmd = Command::new(nucleus_bin());
+    let mut cmd = match who {
+        As::Root => Command::new(nucleus_bin()),
+        As::User => Command::new(bin_for_others()),
+    };
     cmd.env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .env("HOME", home)
@@ -117,6 +120,31 @@ pub fn nucleus(who: As, home: &Path) -> Command {
         cmd.uid(uid).gid(gid);
     }
     cmd
+}
+
+/// The binary at a path the unprivileged user can reach: the build's own path when every ancestor is
+/// searchable by others, else a copy in the temp dir (a checkout may live under a private directory).
+pub fn bin_for_others() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let built = Path::new(nucleus_bin());
+        let reachable = built.ancestors().skip(1).all(|dir| {
+            std::fs::metadata(dir)
+                .map(|m| m.permissions().mode() & 0o001 != 0)
+                .unwrap_or(false)
+        });
+        if reachable {
+            return built.to_path_buf();
+        }
+        let dir = std::env::temp_dir().join(format!("nucleus-it-bin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let copy = dir.join("nucleus");
+        std::fs::copy(built, &copy).expect("copy the binary");
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        copy
+    })
+    .clone()
 }
 
 /// Run `nucleus run DIR [extra…] -- sh -c SCRIPT` and return its output.
