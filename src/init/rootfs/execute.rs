@@ -1,0 +1,159 @@
+//! The thin executor of the mount plan: one kernel operation per `MountOp`.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{PermissionsExt, symlink};
+
+use nix::mount::{MsFlags, mount};
+
+use super::{Flags, MountOp};
+
+impl Flags {
+    pub(super) fn ms(self) -> MsFlags {
+        match self {
+            Flags::NoSuidDev => MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Flags::NoSuidDevExec => MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            Flags::NoSuid => MsFlags::MS_NOSUID,
+        }
+    }
+}
+
+impl std::fmt::Display for MountOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MountOp::Tmpfs { target, .. } => write!(f, "mount tmpfs on {}", target.display()),
+            MountOp::BindReadOnly { source, target } => write!(
+                f,
+                "bind {} read-only on {}",
+                source.display(),
+                target.display()
+            ),
+            MountOp::BindDevice { source, target } => write!(
+                f,
+                "bind device {} on {}",
+                source.display(),
+                target.display()
+            ),
+            MountOp::Dir { path, .. } => write!(f, "mkdir {}", path.display()),
+            MountOp::File { path, .. } => write!(f, "write {}", path.display()),
+            MountOp::Symlink { link, target } => {
+                write!(f, "symlink {} -> {}", link.display(), target.display())
+            }
+            MountOp::Proc { target } => write!(f, "mount proc on {}", target.display()),
+            MountOp::Devpts { target } => write!(f, "mount devpts on {}", target.display()),
+            MountOp::MaskFile { target, .. } => write!(f, "mask {}", target.display()),
+            MountOp::MaskDir { target } => write!(f, "mask directory {}", target.display()),
+            MountOp::ReadOnlySelf { target } => write!(f, "make {} read-only", target.display()),
+            MountOp::RemountReadOnly { target } => {
+                write!(f, "remount {} read-only", target.display())
+            }
+        }
+    }
+}
+
+/// Run one operation. Errors carry the operation for the failure report.
+pub fn execute(op: &MountOp) -> io::Result<()> {
+    let none: Option<&str> = None;
+    match op {
+        MountOp::Tmpfs {
+            target,
+            size,
+            mode,
+            flags,
+        } => {
+            let mut data = format!("mode={mode:o}");
+            if let Some(size) = size {
+                data.push_str(&format!(",size={size}"));
+            }
+            mount(
+                Some("tmpfs"),
+                target,
+                Some("tmpfs"),
+                flags.ms(),
+                Some(data.as_str()),
+            )?;
+        }
+        MountOp::BindReadOnly { source, target } => {
+            mount(
+                Some(source),
+                target,
+                none,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                none,
+            )?;
+            crate::sys::mount::make_tree_read_only(target)?;
+        }
+        MountOp::BindDevice { source, target } => {
+            mount(Some(source), target, none, MsFlags::MS_BIND, none)?;
+        }
+        MountOp::Dir { path, mode } => {
+            match fs::create_dir_all(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+            fs::set_permissions(path, fs::Permissions::from_mode(*mode))?;
+        }
+        MountOp::File {
+            path,
+            contents,
+            mode,
+        } => {
+            fs::write(path, contents)?;
+            fs::set_permissions(path, fs::Permissions::from_mode(*mode))?;
+        }
+        MountOp::Symlink { link, target } => symlink(target, link)?,
+        MountOp::Proc { target } => {
+            let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+            mount(Some("proc"), target, Some("proc"), flags, none)?;
+        }
+        MountOp::Devpts { target } => {
+            let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
+            mount(
+                Some("devpts"),
+                target,
+                Some("devpts"),
+                flags,
+                Some("newinstance,ptmxmode=0666,mode=620"),
+            )?;
+        }
+        MountOp::MaskFile { target, null } => {
+            if target.exists() {
+                mount(Some(null), target, none, MsFlags::MS_BIND, none)?;
+            }
+        }
+        MountOp::MaskDir { target } => {
+            if target.is_dir() {
+                let flags = MsFlags::MS_RDONLY
+                    | MsFlags::MS_NOSUID
+                    | MsFlags::MS_NODEV
+                    | MsFlags::MS_NOEXEC;
+                mount(
+                    Some("tmpfs"),
+                    target,
+                    Some("tmpfs"),
+                    flags,
+                    Some("size=0,mode=555"),
+                )?;
+            }
+        }
+        MountOp::ReadOnlySelf { target } => {
+            if target.exists() {
+                mount(
+                    Some(target),
+                    target,
+                    none,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    none,
+                )?;
+                crate::sys::mount::make_tree_read_only(target)?;
+            }
+        }
+        MountOp::RemountReadOnly { target } => {
+            let flags =
+                MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID;
+            mount(none, target, none, flags, none)?;
+        }
+    }
+    Ok(())
+}
