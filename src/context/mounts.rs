@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use nix::mount::MsFlags;
 
 use crate::context::error::ContextError;
-use crate::sys::context::restrict_mount_tree;
+use crate::sys::mount::restrict_mount_tree;
 
 /// Directories inside the scratch tmpfs.
 #[derive(Clone, Debug)]

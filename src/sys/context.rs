@@ -126,51 +126,6 @@ pub fn fgetxattr(fd: BorrowedFd<'_>, name: &CStr) -> io::Result<Option<Vec<u8>>>
     Ok(Some(buf))
 }
 
-/// `struct mount_attr` of `mount_setattr(2)`.
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
-const MOUNT_ATTR_RDONLY: u64 = 0x1;
-const MOUNT_ATTR_NOSUID: u64 = 0x2;
-const MOUNT_ATTR_NODEV: u64 = 0x4;
-const AT_RECURSIVE: libc::c_uint = 0x8000;
-
-/// Makes the mount at `mount_root` and every mount below it nosuid and nodev, and read-only if asked.
-///
-/// A plain `MS_REMOUNT|MS_RDONLY` only changes the top mount of a recursive bind, which would leave
-/// submounts of the host tree writable; `mount_setattr` with `AT_RECURSIVE` covers them all.
-pub fn restrict_mount_tree(mount_root: BorrowedFd<'_>, readonly: bool) -> io::Result<()> {
-    let rdonly = if readonly { MOUNT_ATTR_RDONLY } else { 0 };
-    let attr = MountAttr {
-        attr_set: rdonly | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    let empty = c"";
-    // SAFETY: `empty` is a valid C string, `attr` is a properly laid out `struct mount_attr` that lives
-    // across the call, and its exact size is passed.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            mount_root.as_raw_fd(),
-            empty.as_ptr(),
-            libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

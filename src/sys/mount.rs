@@ -1,15 +1,13 @@
 //! Mount primitives that nix does not wrap.
 
-use std::ffi::CString;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::Path;
 
-const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
-const MOUNT_ATTR_NOSUID: u64 = 0x0000_0002;
-const MOUNT_ATTR_NODEV: u64 = 0x0000_0004;
-const AT_RECURSIVE: libc::c_uint = 0x8000;
+use nix::fcntl::{OFlag, open};
+use nix::sys::stat::Mode;
 
+/// `struct mount_attr` of `mount_setattr(2)`.
 #[repr(C)]
 struct MountAttr {
     attr_set: u64,
@@ -18,28 +16,48 @@ struct MountAttr {
     userns_fd: u64,
 }
 
-/// Make the mount at `path` and every mount below it read-only, nosuid and nodev (mount_setattr).
-pub fn make_tree_read_only(path: &Path) -> io::Result<()> {
-    let cpath = CString::new(path.as_os_str().as_bytes())?;
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+
+/// Makes the mount at `mount_root` and every mount below it nosuid and nodev, and read-only if asked.
+///
+/// A plain `MS_REMOUNT|MS_RDONLY` only changes the top mount of a recursive bind, which would leave
+/// submounts of the host tree writable; `mount_setattr` with `AT_RECURSIVE` covers them all.
+pub fn restrict_mount_tree(mount_root: BorrowedFd<'_>, readonly: bool) -> io::Result<()> {
+    let rdonly = if readonly { MOUNT_ATTR_RDONLY } else { 0 };
     let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        attr_set: rdonly | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
         attr_clr: 0,
         propagation: 0,
         userns_fd: 0,
     };
-    // SAFETY: cpath is NUL-terminated; attr is a valid mount_attr of the size passed.
+    let empty = c"";
+    // SAFETY: `empty` is a valid C string, `attr` is a properly laid out `struct mount_attr` that lives
+    // across the call, and its exact size is passed.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
-            libc::AT_FDCWD,
-            cpath.as_ptr(),
-            AT_RECURSIVE | libc::AT_SYMLINK_NOFOLLOW as libc::c_uint,
+            mount_root.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
             &attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
     };
-    if ret != 0 {
+    if ret < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// `restrict_mount_tree(path, read-only)`, for a path rather than an open fd.
+pub fn make_tree_read_only(path: &Path) -> io::Result<()> {
+    let fd = open(
+        path,
+        OFlag::O_PATH | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+        Mode::empty(),
+    )?;
+    restrict_mount_tree(fd.as_fd(), true)
 }
