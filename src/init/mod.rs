@@ -28,7 +28,7 @@ const IPC_FD: i32 = 3;
 
 /// Entry point of the hidden `__init` subcommand.
 pub fn main() -> i32 {
-    let ipc = crate::sys::adopt_inherited_fd(IPC_FD);
+    let ipc = crate::sys::adopt_fd(IPC_FD);
     match outer(ipc.as_fd()) {
         Ok(code) => code,
         Err(err) => {

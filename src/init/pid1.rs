@@ -193,7 +193,7 @@ fn hand_over_listener(ipc: BorrowedFd<'_>) -> StepResult<bool> {
             .to_str()
             .and_then(|n| n.parse::<i32>().ok());
         if let (true, Some(fd_num)) = (is_listener, fd_num) {
-            let listener = sys::adopt_inherited_fd(fd_num);
+            let listener = sys::adopt_fd(fd_num);
             ipc::send(ipc, &FromInit::SeccompListener, Some(listener.as_fd()))
                 .step(Step::ListenerHandoff, "sending the listener")?;
             return Ok(true);

@@ -215,7 +215,20 @@ fn supervise(
         }
     };
     let place = |pid: u32| cgroup.as_ref().map_or(Ok(()), |cg| cg.add_process(pid));
-    let mut sandbox = launcher::launch(&spec, stdio, place).map_err(|e| e.to_string())?;
+    let mut sandbox = match launcher::launch(&spec, stdio, place) {
+        Ok(sandbox) => sandbox,
+        Err(err) => {
+            // The audit log keeps failed starts too.
+            let _ = tx.send(Event::audit(
+                &spec.id,
+                "setup_failed",
+                json!({"error": err.to_string()}),
+            ));
+            drop(tx);
+            let _ = writer.join();
+            return Err(err.to_string());
+        }
+    };
     // Set up after the launch, while `__init` builds the sandbox: it costs milliseconds.
     let _log = crate::telemetry::logging::init(verbose, false);
     let mut copiers = pipe_copiers(&mut sandbox.child);
@@ -287,6 +300,11 @@ fn supervise(
     let code = match (&outcome.failure, outcome.exit) {
         (Some(failure), _) => {
             eprintln!("nucleus: {}", launcher::describe_failure(failure));
+            let _ = tx.send(Event::audit(
+                &spec.id,
+                "setup_failed",
+                serde_json::to_value(failure).unwrap_or_default(),
+            ));
             failure.exit_code
         }
         (None, Some((Some(code), _))) => code,
