@@ -9,7 +9,13 @@ fn main() {
     if std::env::args_os().nth(1).is_some_and(|a| a == "__init") {
         std::process::exit(nucleus::init::main());
     }
-    let cli = Cli::parse();
+    // Usage errors are nucleus failing, so they exit 125 like every other nucleus error (as docker run
+    // does); --help and --version still exit 0.
+    let cli = Cli::try_parse().unwrap_or_else(|err| {
+        let code = if err.use_stderr() { 125 } else { 0 };
+        let _ = err.print();
+        std::process::exit(code);
+    });
     let code = match cli.command {
         Command::Run(args) => nucleus::run::main(*args, cli.verbose),
         Command::Trace(args) => nucleus::run::trace::main(*args, cli.verbose),

@@ -46,6 +46,16 @@ fn exit_codes_follow_the_contract() {
         describe(&missing_dir)
     );
     assert!(String::from_utf8_lossy(&missing_dir.stderr).contains("/no/such/dir"));
+    let bad_usage = nucleus(As::Root, scratch.path())
+        .args(["run", "--no-such-flag", "--", "true"])
+        .output()
+        .expect("run");
+    assert_eq!(
+        bad_usage.status.code(),
+        Some(125),
+        "{}",
+        describe(&bad_usage)
+    );
 }
 
 /// Start `nucleus run -- sh -c SCRIPT` and wait until it prints "ready".
