@@ -97,6 +97,12 @@ fn prepare(
         .map_err(|e| e.to_string())?;
     let (policy, warnings) = options::compile_seccomp(&mut spec).map_err(|e| e.to_string())?;
     spec.tty = io::stdin().is_terminal() && io::stdout().is_terminal();
+    if spec.context.writable {
+        eprintln!(
+            "nucleus: --writable: the sandbox can change files in {}",
+            spec.context_dir.display()
+        );
+    }
     Ok((spec, policy, warnings))
 }
 
