@@ -147,8 +147,9 @@ fn a_profile_without_execve_is_refused_before_start() {
 fn allow_ptrace_flag_reaches_the_filter() {
     let scratch = Scratch::new(As::Root);
     // process_vm_readv on ourselves: EPERM from the filter by default, allowed with --allow-ptrace.
+    // Arguments are passed as C longs: a plain Python int leaves the register's upper half undefined.
     let script = "python3 -c 'import ctypes, os; l=ctypes.CDLL(None, use_errno=True); \
-                  r=l.syscall(310, os.getpid(), 0, 0, 0, 0, 0); print(r, ctypes.get_errno())'";
+                  L=ctypes.c_long; r=l.syscall(L(310), L(os.getpid()), L(0), L(0), L(0), L(0), L(0)); print(r, ctypes.get_errno())'";
     let denied = run_sh(As::Root, &scratch, &[], script);
     assert_eq!(stdout_of(&denied).trim(), "-1 1", "{}", describe(&denied));
     let allowed = run_sh(As::Root, &scratch, &["--allow-ptrace"], script);
