@@ -29,6 +29,9 @@ pub struct SandboxSpec {
     pub strict: bool,
     /// Whether the workload's stdio is a PTY (so it takes it as controlling terminal).
     pub tty: bool,
+    /// The host terminal's size (rows, columns), set on the console before the workload starts.
+    #[serde(default)]
+    pub window: Option<(u16, u16)>,
     /// Host ids that container uid/gid 0 map to.
     pub id_map: IdMap,
     /// Cgroup limits (applied by the supervisor, reported by both sides).

@@ -4,7 +4,7 @@
 mod common;
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
@@ -81,7 +81,10 @@ fn read_until(rx: &mpsc::Receiver<u8>, seen: &mut String, needle: &str) {
 #[test]
 fn console_is_a_sandbox_pty_that_follows_the_window_size() {
     let scratch = Scratch::new(As::Root);
-    let script = "tty; stty size; echo ready; read x; stty size; echo done; exit 5";
+    // After "ready" the script polls its size (up to 10 s) rather than trusting a fixed delay.
+    let script = "tty; stty size; echo ready; i=0; \
+                  while [ \"$(stty size)\" != '50 120' ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; \
+                  stty size; echo done; exit 5";
     let (mut child, master, rx) = spawn_on_terminal(&scratch, 40, 100, script);
     let mut seen = String::new();
     read_until(&rx, &mut seen, "ready");
@@ -90,29 +93,16 @@ fn console_is_a_sandbox_pty_that_follows_the_window_size() {
         "the console is the sandbox's own pts: {seen}"
     );
     assert!(seen.contains("40 100"), "initial size propagated: {seen}");
-    let bigger = nix::pty::Winsize {
+    let bigger = libc::winsize {
         ws_row: 50,
         ws_col: 120,
         ws_xpixel: 0,
         ws_ypixel: 0,
     };
-    nucleus::sys::tty::set_window_size(
-        master.as_raw_fd(),
-        &libc::winsize {
-            ws_row: bigger.ws_row,
-            ws_col: bigger.ws_col,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        },
-    )
-    .expect("resize");
-    // Give the SIGWINCH a moment to be forwarded before the script reads the size again.
-    std::thread::sleep(Duration::from_millis(300));
-    File::from(master.try_clone().expect("dup"))
-        .write_all(b"go\r")
-        .expect("type");
+    nucleus::sys::tty::set_window_size(master.as_raw_fd(), &bigger).expect("resize");
     read_until(&rx, &mut seen, "done");
-    assert!(seen.contains("50 120"), "resize propagated: {seen}");
+    let after_ready = &seen[seen.find("ready").expect("ready")..];
+    assert!(after_ready.contains("50 120"), "resize propagated: {seen}");
     assert_eq!(child.wait().expect("wait").code(), Some(5));
 }
 

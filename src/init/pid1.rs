@@ -2,7 +2,7 @@
 //! reports the workload's exit.
 
 use std::fs;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
@@ -46,7 +46,7 @@ fn run(spec: &SandboxSpec, ipc: BorrowedFd<'_>, outer_alive: OwnedFd) -> StepRes
     chdir("/context").step(Step::PivotRoot, "chdir /context")?;
 
     let console = if spec.tty {
-        Some(open_console(ipc)?)
+        Some(open_console(spec.window, ipc)?)
     } else {
         None
     };
@@ -173,8 +173,19 @@ fn mount_context(spec: &SandboxSpec, ipc: BorrowedFd<'_>) -> StepResult<()> {
 }
 
 /// Open a console in the sandbox's own devpts; the master goes to the supervisor, the slave to the workload.
-fn open_console(ipc: BorrowedFd<'_>) -> StepResult<OwnedFd> {
+fn open_console(window: Option<(u16, u16)>, ipc: BorrowedFd<'_>) -> StepResult<OwnedFd> {
     let (master, slave) = sys::tty::open_pty().step(Step::SpawnWorkload, "opening /dev/ptmx")?;
+    // Why here: the workload may ask for its size before the supervisor has the master.
+    if let Some((rows, cols)) = window {
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        sys::tty::set_window_size(master.as_raw_fd(), &ws)
+            .step(Step::SpawnWorkload, "TIOCSWINSZ")?;
+    }
     ipc::send(ipc, &FromInit::Console, Some(master.as_fd()))
         .step(Step::SpawnWorkload, "handing over the console")?;
     Ok(slave)

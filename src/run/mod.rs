@@ -9,7 +9,7 @@ pub mod trace;
 use trace::Learned;
 
 use std::io::{self, IsTerminal};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc::{self, Sender};
@@ -97,6 +97,9 @@ fn prepare(
         .map_err(|e| e.to_string())?;
     let (policy, warnings) = options::compile_seccomp(&mut spec).map_err(|e| e.to_string())?;
     spec.tty = io::stdin().is_terminal() && io::stdout().is_terminal();
+    spec.window = crate::sys::tty::window_size(io::stdin().as_raw_fd())
+        .ok()
+        .map(|ws| (ws.ws_row, ws.ws_col));
     if spec.context.writable {
         eprintln!(
             "nucleus: --writable: the sandbox can change files in {}",

@@ -136,6 +136,7 @@ pub fn build_spec(
         seccomp,
         strict: args.strict,
         tty: false,
+        window: None,
         id_map: choose_id_map(euid, egid, env_id("SUDO_UID"), env_id("SUDO_GID")),
         limits: Limits {
             memory_bytes,

@@ -28,6 +28,7 @@ fn spec(network: NetworkMode) -> SandboxSpec {
         },
         strict: false,
         tty: false,
+        window: None,
         id_map: IdMap {
             host_uid: 1000,
             host_gid: 1000,
