@@ -74,7 +74,7 @@ fn usage_events_follow_a_cpu_burning_workload() {
         .iter()
         .filter_map(|e| e["cpu_percent"].as_f64())
         .collect();
-    let busy = percents.iter().filter(|p| **p > 20.0).count();
+    let busy = percents.iter().filter(|p| **p > 10.0).count();
     assert!(busy >= 3, "the burn shows up: {percents:?}");
     assert!(
         percents.iter().all(|p| *p <= 75.0),
