@@ -48,8 +48,6 @@ pub enum Step {
     SpawnWorkload,
     /// Passing the seccomp listener to the supervisor.
     ListenerHandoff,
-    /// Executing the command.
-    Exec,
 }
 
 impl Step {
@@ -76,7 +74,6 @@ impl Step {
             Step::Seccomp => "seccomp",
             Step::SpawnWorkload => "spawn_workload",
             Step::ListenerHandoff => "listener_handoff",
-            Step::Exec => "exec",
         }
     }
 
@@ -100,7 +97,6 @@ impl Step {
                 "Landlock is unavailable; run without --strict to continue without it"
             }
             Step::Seccomp => "check the profile with `nucleus profile check FILE`",
-            Step::Exec => "check that the command is an executable file inside the sandbox",
             _ => {
                 "this is likely a bug in nucleus; rerun with -v and see the log in the state directory"
             }
