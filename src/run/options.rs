@@ -117,6 +117,19 @@ pub fn build_spec(
         nix::unistd::getegid().as_raw(),
     );
     let env_id = |k: &str| std::env::var(k).ok().and_then(|v| v.parse().ok());
+    let id_map = choose_id_map(euid, egid, env_id("SUDO_UID"), env_id("SUDO_GID"));
+    if !id_map.rootless
+        && let Some(blocked) = first_unreadable(&context_dir, id_map.host_uid, id_map.host_gid)
+    {
+        return err(format!(
+            "context {}: {} is not readable by uid {} (container root maps to it when nucleus runs as \
+             root, so that it is never host root); run nucleus as your own user or with sudo, or allow \
+             others to read it (chmod o+rx)",
+            context_dir.display(),
+            blocked.display(),
+            id_map.host_uid
+        ));
+    }
     Ok(SandboxSpec {
         id: new_sandbox_id(),
         context_dir,
@@ -137,7 +150,7 @@ pub fn build_spec(
         strict: args.strict,
         tty: false,
         window: None,
-        id_map: choose_id_map(euid, egid, env_id("SUDO_UID"), env_id("SUDO_GID")),
+        id_map,
         limits: Limits {
             memory_bytes,
             cpus: args.cpus,
@@ -188,6 +201,32 @@ pub fn compile_seccomp(spec: &mut SandboxSpec) -> Result<(Policy, Vec<String>), 
         })
         .collect();
     Ok((policy, warnings))
+}
+
+/// The first path, from `/` down to `dir`, that `uid`/`gid` (without supplementary groups) cannot
+/// search, or `dir` itself when it cannot be listed.
+fn first_unreadable(dir: &Path, uid: u32, gid: u32) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let allows = |path: &Path, want: u32| {
+        let Ok(meta) = fs::metadata(path) else {
+            return false;
+        };
+        let shift = if meta.uid() == uid {
+            6
+        } else if meta.gid() == gid {
+            3
+        } else {
+            0
+        };
+        (meta.mode() >> shift) & want == want
+    };
+    let mut ancestors: Vec<&Path> = dir.ancestors().skip(1).collect();
+    ancestors.reverse();
+    ancestors
+        .into_iter()
+        .find(|a| !allows(a, 0o1))
+        .map(Path::to_path_buf)
+        .or_else(|| (!allows(dir, 0o5)).then(|| dir.to_path_buf()))
 }
 
 /// The workload's environment: a fixed base, allowlisted host variables, then `-e` overrides.
@@ -295,6 +334,28 @@ mod tests {
             !env.iter()
                 .any(|(k, _)| k == "SSH_AUTH_SOCK" || k == "CARGO_HOME")
         );
+    }
+
+    #[test]
+    fn unreadable_context_is_found_before_start() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let private = tmp.path().join("private");
+        let ctx = private.join("ctx");
+        fs::create_dir_all(&ctx).expect("mkdir");
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+        fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).expect("chmod");
+        fs::set_permissions(&ctx, fs::Permissions::from_mode(0o755)).expect("chmod");
+        // Owned by the test's user: an unrelated uid cannot pass `private`.
+        let (stranger, group) = (54321, 54321);
+        assert_eq!(
+            first_unreadable(&ctx, stranger, group),
+            Some(private.clone())
+        );
+        fs::set_permissions(&private, fs::Permissions::from_mode(0o711)).expect("chmod");
+        assert_eq!(first_unreadable(&ctx, stranger, group), None);
+        fs::set_permissions(&ctx, fs::Permissions::from_mode(0o700)).expect("chmod");
+        assert_eq!(first_unreadable(&ctx, stranger, group), Some(ctx.clone()));
     }
 
     #[test]
