@@ -46,7 +46,12 @@ fn remove(dir: &Path) {
     let deadline = Instant::now() + Duration::from_secs(5);
     while dir.exists() && Instant::now() < deadline {
         let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-        for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+        // 0 stands for a task outside our pid namespace; kill(0) would hit our own process group.
+        for pid in procs
+            .lines()
+            .filter_map(|l| l.trim().parse::<i32>().ok())
+            .filter(|p| *p > 0)
+        {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
         if fs::remove_dir(dir).is_ok() {

@@ -3,6 +3,7 @@
 use std::fs;
 use std::io;
 use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::Path;
 
 use nix::mount::{MsFlags, mount};
 
@@ -73,16 +74,7 @@ pub fn execute(op: &MountOp) -> io::Result<()> {
                 Some(data.as_str()),
             )?;
         }
-        MountOp::BindReadOnly { source, target } => {
-            mount(
-                Some(source),
-                target,
-                none,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                none,
-            )?;
-            crate::sys::mount::make_tree_read_only(target)?;
-        }
+        MountOp::BindReadOnly { source, target } => bind_read_only(source, target)?,
         MountOp::BindDevice { source, target } => {
             mount(Some(source), target, none, MsFlags::MS_BIND, none)?;
         }
@@ -139,14 +131,7 @@ pub fn execute(op: &MountOp) -> io::Result<()> {
         }
         MountOp::ReadOnlySelf { target } => {
             if target.exists() {
-                mount(
-                    Some(target),
-                    target,
-                    none,
-                    MsFlags::MS_BIND | MsFlags::MS_REC,
-                    none,
-                )?;
-                crate::sys::mount::make_tree_read_only(target)?;
+                bind_read_only(target, target)?;
             }
         }
         MountOp::RemountReadOnly { target } => {
@@ -156,4 +141,17 @@ pub fn execute(op: &MountOp) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Recursive bind, then the whole tree read-only, nosuid, nodev (submounts included).
+fn bind_read_only(source: &Path, target: &Path) -> io::Result<()> {
+    let none: Option<&str> = None;
+    mount(
+        Some(source),
+        target,
+        none,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        none,
+    )?;
+    crate::sys::mount::make_tree_read_only(target)
 }
