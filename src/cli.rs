@@ -35,9 +35,6 @@ pub enum Command {
     /// Read back the audit logs of past sandboxes.
     #[command(subcommand)]
     Audit(AuditCommand),
-    /// Internal: the sandbox's init, re-executed by the supervisor.
-    #[command(name = "__init", hide = true)]
-    Init,
     /// Internal: removes a sandbox's cgroups when the supervisor is gone.
     #[command(name = "__reap", hide = true)]
     Reap {

@@ -1,7 +1,8 @@
-//! Typed, length-prefixed messages between the supervisor and `__init` over a SOCK_SEQPACKET pair.
+//! Typed, length-prefixed messages between the supervisor and the sandbox's PID 1 over a
+//! SOCK_SEQPACKET pair.
 //!
 //! Each datagram is `u32 little-endian length` + JSON body, optionally carrying one fd (SCM_RIGHTS).
-//! SEQPACKET keeps datagrams whole, so PID 1 and the outer init may both write without interleaving.
+//! SEQPACKET keeps datagrams whole, and both ends are close-on-exec, so the workload never holds one.
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -11,30 +12,19 @@ use nix::sys::socket::{
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use crate::spec::SandboxSpec;
+/// Largest message accepted: audit details and setup failures are a few hundred bytes.
+const MAX_MESSAGE: usize = 64 << 10;
 
-/// Largest message accepted; a spec with a big profile is well below this.
-const MAX_MESSAGE: usize = 1 << 20;
-
-/// Supervisor → `__init`.
+/// Supervisor → PID 1.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToInit {
-    /// The sandbox to build.
-    Start(Box<SandboxSpec>),
     /// The uid/gid maps of the new user namespace are written.
     IdsMapped,
 }
 
-/// `__init` (outer process or PID 1) → supervisor.
+/// PID 1 (or the workload before its execve) → supervisor.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum FromInit {
-    /// The user namespace exists; the supervisor must write its id maps.
-    UserNamespaceReady,
-    /// PID 1 of the sandbox, as a host pid (signals are forwarded to it).
-    Pid1Started {
-        /// Host pid of PID 1.
-        host_pid: i32,
-    },
     /// A hardening step completed.
     Audit {
         /// snake_case step name.
@@ -76,7 +66,7 @@ pub struct SetupFailure {
     pub exit_code: i32,
 }
 
-/// A connected pair: (supervisor end, init end). Both are close-on-exec.
+/// A connected pair: (supervisor end, PID 1 end). Both are close-on-exec.
 pub fn channel() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(socketpair(
         nix::sys::socket::AddressFamily::Unix,
@@ -154,12 +144,26 @@ mod tests {
         let (a, b) = channel().expect("socketpair");
         let file = std::fs::File::open("/dev/null").expect("open");
         send(a.as_fd(), &FromInit::SeccompListener, Some(file.as_fd())).expect("send");
-        send(a.as_fd(), &FromInit::Pid1Started { host_pid: 42 }, None).expect("send");
+        send(
+            a.as_fd(),
+            &FromInit::Exited {
+                code: Some(42),
+                signal: None,
+            },
+            None,
+        )
+        .expect("send");
         let (first, fd) = recv::<FromInit>(b.as_fd()).expect("recv").expect("message");
         assert!(matches!(first, FromInit::SeccompListener));
         assert!(fd.is_some());
         let (second, fd) = recv::<FromInit>(b.as_fd()).expect("recv").expect("message");
-        assert!(matches!(second, FromInit::Pid1Started { host_pid: 42 }));
+        assert!(matches!(
+            second,
+            FromInit::Exited {
+                code: Some(42),
+                signal: None
+            }
+        ));
         assert!(fd.is_none());
         drop(a);
         assert!(recv::<FromInit>(b.as_fd()).expect("recv").is_none());

@@ -1,66 +1,100 @@
-//! Supervisor side of sandbox creation: spawn `nucleus __init`, write its id maps, hand it the spec.
+//! Supervisor side of sandbox creation: clone PID 1 into its namespaces, wire its stdio, place it in
+//! the cgroup and write its id maps.
 
 use std::fmt;
-use std::fs;
+use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::process::{Child, Command, Stdio};
 
-use crate::ipc::{self, FromInit, SetupFailure, ToInit};
-use crate::spec::{IdMap, SandboxSpec};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::Pid;
 
-/// The stdio `__init` (and so the workload, without a console) gets.
-pub struct InitStdio {
-    /// Standard input.
-    pub stdin: Stdio,
-    /// Standard output.
-    pub stdout: Stdio,
-    /// Standard error.
-    pub stderr: Stdio,
+use crate::ipc::{self, SetupFailure, ToInit};
+use crate::spec::{IdMap, NetworkMode, SandboxSpec};
+use crate::sys::process;
+
+/// What one of the sandbox's standard streams is connected to when it has no console.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// The supervisor's own stream.
+    Inherit,
+    /// `/dev/null` (a console carries the workload's stdio instead).
+    Null,
+    /// A pipe that the supervisor copies: used when the host stream is a terminal, which must never
+    /// reach the sandbox.
+    Pipe,
 }
 
-/// A started sandbox: the outer `__init` process and the channel to it.
+/// A started sandbox: its PID 1, the channel to it and the supervisor's ends of any stdio pipes.
 pub struct Sandbox {
-    /// The outer `__init` process.
-    pub child: Child,
+    /// Host pid of the sandbox's PID 1.
+    pub pid: i32,
     /// Supervisor end of the message channel.
     pub ipc: OwnedFd,
+    /// Write end of the workload's stdin pipe.
+    pub stdin: Option<File>,
+    /// Read end of the workload's stdout pipe.
+    pub stdout: Option<File>,
+    /// Read end of the workload's stderr pipe.
+    pub stderr: Option<File>,
+}
+
+impl Sandbox {
+    /// Wait for PID 1 to end: its exit code, or 128+signal.
+    pub fn wait(&self) -> io::Result<i32> {
+        loop {
+            match waitpid(Pid::from_raw(self.pid), None) {
+                Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+                Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+                Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// SIGKILL PID 1 (the kernel then kills every process of its pid namespace) and reap it.
+    fn kill(&self) {
+        let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
+        let _ = self.wait();
+    }
 }
 
 /// Why the sandbox could not be started.
 #[derive(Debug)]
 pub enum LaunchError {
-    /// Creating the message channel failed.
+    /// The supervisor already runs threads, so it may not clone (DESIGN §2).
+    Threaded(usize),
+    /// Creating the message channel or the stdio pipes failed.
     Channel(io::Error),
-    /// Spawning `/proc/self/exe __init` failed.
-    Spawn(io::Error),
-    /// Placing `__init` in the sandbox cgroup failed.
+    /// clone(2) into the new namespaces failed.
+    Namespaces(io::Error),
+    /// Placing PID 1 in the sandbox cgroup failed.
     Cgroup(io::Error),
-    /// Talking to `__init` failed.
+    /// Talking to PID 1 failed.
     Ipc(io::Error),
     /// Writing /proc/PID/{uid_map,gid_map,setgroups} failed.
     IdMap(String, io::Error),
-    /// `__init` reported a failed step.
-    Setup(SetupFailure),
-    /// `__init` exited without saying why.
-    Vanished,
 }
 
 impl fmt::Display for LaunchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            LaunchError::Threaded(n) => write!(
+                f,
+                "the supervisor has {n} threads; the sandbox must be started before any thread (a bug in nucleus)"
+            ),
             LaunchError::Channel(e) => write!(f, "creating the supervisor channel: {e}"),
-            LaunchError::Spawn(e) => write!(f, "starting `nucleus __init`: {e}"),
+            LaunchError::Namespaces(e) => write!(
+                f,
+                "creating the sandbox namespaces (user, mount, pid, uts, ipc, net): {e}\n  hint: user namespaces must be enabled (sysctl user.max_user_namespaces > 0); run `nucleus doctor`"
+            ),
             LaunchError::Cgroup(e) => write!(f, "moving the sandbox into its cgroup: {e}"),
-            LaunchError::Ipc(e) => write!(f, "talking to `nucleus __init`: {e}"),
+            LaunchError::Ipc(e) => write!(f, "talking to the sandbox's PID 1: {e}"),
             LaunchError::IdMap(file, e) => write!(
                 f,
                 "writing {file}: {e}\n  hint: user namespaces may be restricted here; run `nucleus doctor`"
             ),
-            LaunchError::Setup(failure) => write!(f, "{}", describe_failure(failure)),
-            LaunchError::Vanished => {
-                write!(f, "`nucleus __init` exited during setup without a report")
-            }
         }
     }
 }
@@ -77,48 +111,110 @@ pub fn describe_failure(failure: &SetupFailure) -> String {
     )
 }
 
-/// Spawn `__init`, put it in the cgroup (via `place`), send the spec and write the id maps.
+/// Clone PID 1 into new namespaces, put it in the cgroup (via `place`) and write its id maps.
+///
+/// Why clone and not re-exec: while the supervisor is still single-threaded a clone is as safe as a
+/// fresh process image, PID 1 already holds the spec, and an exec of nucleus costs ~1 ms. The caller
+/// must not have started a thread yet; this is checked.
 pub fn launch(
     spec: &SandboxSpec,
-    stdio: InitStdio,
+    streams: [Stream; 3],
     place: impl FnOnce(u32) -> io::Result<()>,
 ) -> Result<Sandbox, LaunchError> {
-    let (ours, theirs) = ipc::channel().map_err(LaunchError::Channel)?;
-    let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg("__init")
-        .env_clear()
-        .stdin(stdio.stdin)
-        .stdout(stdio.stdout)
-        .stderr(stdio.stderr);
-    let mut child =
-        crate::sys::process::spawn_init(cmd, theirs.as_fd()).map_err(LaunchError::Spawn)?;
-    drop(theirs);
-    let started = (|| {
-        // Why before the spec: `__init` creates its cgroup namespace later, rooted where it is now.
-        place(child.id()).map_err(LaunchError::Cgroup)?;
-        ipc::send(ours.as_fd(), &ToInit::Start(Box::new(spec.clone())), None)
-            .map_err(LaunchError::Ipc)?;
-        match ipc::recv::<FromInit>(ours.as_fd()).map_err(LaunchError::Ipc)? {
-            Some((FromInit::UserNamespaceReady, _)) => {}
-            Some((FromInit::Failed(failure), _)) => return Err(LaunchError::Setup(failure)),
-            _ => return Err(LaunchError::Vanished),
-        }
-        write_id_maps(child.id(), &spec.id_map)?;
-        ipc::send(ours.as_fd(), &ToInit::IdsMapped, None).map_err(LaunchError::Ipc)
-    })();
-    if let Err(err) = started {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err(err);
+    let threads = process::thread_count().map_err(LaunchError::Channel)?;
+    if threads != 1 {
+        return Err(LaunchError::Threaded(threads));
     }
-    Ok(Sandbox { child, ipc: ours })
+    let (ours, theirs) = ipc::channel().map_err(LaunchError::Channel)?;
+    let wiring = StdioWiring::open(streams).map_err(LaunchError::Channel)?;
+
+    // The cgroup namespace comes later, from PID 1, once it sits in its cgroup.
+    let mut flags = libc::CLONE_NEWUSER
+        | libc::CLONE_NEWNS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWIPC;
+    if spec.network == NetworkMode::None {
+        flags |= libc::CLONE_NEWNET;
+    }
+    let pid = process::clone_into_namespaces(flags).map_err(LaunchError::Namespaces)?;
+    if pid == 0 {
+        drop(ours);
+        crate::init::start(spec, theirs, wiring.child);
+    }
+    drop(theirs);
+    let sandbox = Sandbox {
+        pid,
+        ipc: ours,
+        stdin: wiring.stdin,
+        stdout: wiring.stdout,
+        stderr: wiring.stderr,
+    };
+    let started = (|| {
+        // Why before the id maps: PID 1 creates its cgroup namespace after they arrive, rooted where
+        // it is then.
+        place(pid as u32).map_err(LaunchError::Cgroup)?;
+        write_id_maps(pid, &spec.id_map)?;
+        ipc::send(sandbox.ipc.as_fd(), &ToInit::IdsMapped, None).map_err(LaunchError::Ipc)
+    })();
+    match started {
+        Ok(()) => Ok(sandbox),
+        Err(err) => {
+            sandbox.kill();
+            Err(err)
+        }
+    }
+}
+
+/// The stdio descriptors for PID 1, and the supervisor's ends of its pipes.
+struct StdioWiring {
+    /// For stdin, stdout, stderr: the descriptor to install, or None to keep the inherited one.
+    child: [Option<OwnedFd>; 3],
+    stdin: Option<File>,
+    stdout: Option<File>,
+    stderr: Option<File>,
+}
+
+impl StdioWiring {
+    fn open(streams: [Stream; 3]) -> io::Result<Self> {
+        let mut wiring = StdioWiring {
+            child: [None, None, None],
+            stdin: None,
+            stdout: None,
+            stderr: None,
+        };
+        for (n, stream) in streams.into_iter().enumerate() {
+            wiring.child[n] = match stream {
+                Stream::Inherit => None,
+                Stream::Null => Some(
+                    File::options()
+                        .read(true)
+                        .write(true)
+                        .open("/dev/null")?
+                        .into(),
+                ),
+                Stream::Pipe => {
+                    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+                    let (child, ours) = if n == 0 { (read, write) } else { (write, read) };
+                    let ours = Some(File::from(ours));
+                    match n {
+                        0 => wiring.stdin = ours,
+                        1 => wiring.stdout = ours,
+                        _ => wiring.stderr = ours,
+                    }
+                    Some(child)
+                }
+            };
+        }
+        Ok(wiring)
+    }
 }
 
 /// Map container uid/gid 0 to the chosen host ids (never host root; see `IdMap`).
-fn write_id_maps(pid: u32, map: &IdMap) -> Result<(), LaunchError> {
+fn write_id_maps(pid: i32, map: &IdMap) -> Result<(), LaunchError> {
     let write = |name: &str, contents: String| {
         let path = format!("/proc/{pid}/{name}");
-        fs::write(&path, contents).map_err(|e| LaunchError::IdMap(path, e))
+        std::fs::write(&path, contents).map_err(|e| LaunchError::IdMap(path, e))
     };
     if map.rootless {
         // An unprivileged writer may only map its own ids, and only after giving up setgroups.

@@ -5,10 +5,6 @@ use clap::Parser;
 use nucleus::cli::{Cli, Command};
 
 fn main() {
-    // `__init` must stay single-threaded and touch nothing before it reads its spec.
-    if std::env::args_os().nth(1).is_some_and(|a| a == "__init") {
-        std::process::exit(nucleus::init::main());
-    }
     // Usage errors are nucleus failing, so they exit 125 like every other nucleus error (as docker run
     // does); --help and --version still exit 0.
     let cli = Cli::try_parse().unwrap_or_else(|err| {
@@ -23,7 +19,6 @@ fn main() {
         Command::Manifest(args) => nucleus::context::manifest_command(args),
         Command::Doctor(args) => nucleus::doctor::main(args),
         Command::Audit(cmd) => nucleus::telemetry::audit_log::main(cmd),
-        Command::Init => nucleus::init::main(),
         Command::Reap { dirs } => nucleus::run::reaper::main(dirs),
     };
     std::process::exit(code);

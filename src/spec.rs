@@ -1,10 +1,11 @@
-//! `SandboxSpec`: the validated, pure description of one sandbox, sent from the supervisor to `__init`.
+//! `SandboxSpec`: the validated, pure description of one sandbox, built by the supervisor and read by
+//! the sandbox's PID 1 (a clone of it).
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-/// Everything `__init` needs to build the sandbox; pure data, no kernel state.
+/// Everything PID 1 needs to build the sandbox; pure data, no kernel state.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SandboxSpec {
     /// Short random id, used in event streams, cgroup names and audit logs.

@@ -22,6 +22,10 @@ fn hardened_status(who: As) {
     }
     assert_eq!(status_field(&status, "NoNewPrivs"), "1");
     assert_eq!(status_field(&status, "Seccomp"), "2");
+    // Nothing of the supervisor's signal state leaks in: its runtime ignores SIGPIPE, and an ignored
+    // signal survives execve.
+    assert_eq!(status_field(&status, "SigIgn"), "0000000000000000");
+    assert_eq!(status_field(&status, "SigBlk"), "0000000000000000");
 }
 
 #[test]
@@ -32,6 +36,33 @@ fn root_run_drops_every_capability_and_sets_nnp_and_seccomp() {
 #[test]
 fn rootless_run_drops_every_capability_and_sets_nnp_and_seccomp() {
     hardened_status(As::User);
+}
+
+fn workload_descriptors(who: As) {
+    let scratch = Scratch::new(who);
+    // The shell's own table, as the workload received it: `find` is its child and lists it.
+    let out = run_sh(
+        who,
+        &scratch,
+        &[],
+        "find /proc/$$/fd -mindepth 1 -printf '%f\\n' | sort -n",
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        stdout_of(&out).lines().collect::<Vec<_>>(),
+        ["0", "1", "2"],
+        "no supervisor channel, log or terminal descriptor reaches the workload"
+    );
+}
+
+#[test]
+fn the_workload_holds_only_its_stdio_as_root() {
+    workload_descriptors(As::Root);
+}
+
+#[test]
+fn the_workload_holds_only_its_stdio_rootless() {
+    workload_descriptors(As::User);
 }
 
 fn uid_map_line(who: As) -> Vec<String> {

@@ -1,6 +1,6 @@
 //! Per-sandbox cgroups, v2 and v1 (DESIGN §5): create, limit, sample, kill, and always remove.
 //!
-//! The supervisor creates the cgroup right after spawning `__init` and moves it in before `__init`
+//! The supervisor creates the cgroup before cloning the sandbox's PID 1 and moves PID 1 in before it
 //! unshares its cgroup namespace, so the sandbox sees its own cgroup as `/`.
 
 mod error;

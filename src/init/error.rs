@@ -5,25 +5,19 @@ use std::io;
 
 use crate::ipc::SetupFailure;
 
-/// The named steps of `__init`, in the order they run.
+/// The named steps of PID 1's setup, in the order they run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
-    /// Reading the spec from the supervisor.
-    ReadSpec,
-    /// Closing inherited descriptors.
-    CloseFds,
-    /// unshare(CLONE_NEWUSER).
-    UserNamespace,
+    /// Arming the parent-death signal.
+    DieWithParent,
+    /// A new session, stdio installed, inherited descriptors closed.
+    Stdio,
     /// Waiting for the supervisor to write the id maps.
     IdMaps,
     /// setresuid/setresgid to container root.
     BecomeRoot,
-    /// unshare of the mount, pid, net, uts, ipc and cgroup namespaces.
+    /// unshare of the cgroup namespace.
     Namespaces,
-    /// Forking PID 1.
-    ForkPid1,
-    /// Arming the parent-death signal.
-    DieWithParent,
     /// Making the inherited mounts private.
     PrivateMounts,
     /// Mounting the staging tmpfs and moving the host to /oldroot.
@@ -54,14 +48,11 @@ impl Step {
     /// snake_case name used in reports and events.
     pub fn name(self) -> &'static str {
         match self {
-            Step::ReadSpec => "read_spec",
-            Step::CloseFds => "close_fds",
-            Step::UserNamespace => "user_namespace",
+            Step::DieWithParent => "die_with_parent",
+            Step::Stdio => "stdio",
             Step::IdMaps => "id_maps",
             Step::BecomeRoot => "become_root",
             Step::Namespaces => "namespaces",
-            Step::ForkPid1 => "fork_pid1",
-            Step::DieWithParent => "die_with_parent",
             Step::PrivateMounts => "private_mounts",
             Step::StagingRoot => "staging_root",
             Step::MountPlan => "mount_plan",
@@ -80,7 +71,7 @@ impl Step {
     /// What the user can do when this step fails.
     pub fn hint(self) -> &'static str {
         match self {
-            Step::UserNamespace | Step::IdMaps | Step::BecomeRoot => {
+            Step::IdMaps | Step::BecomeRoot => {
                 "user namespaces must be enabled (sysctl user.max_user_namespaces > 0); run `nucleus doctor`"
             }
             Step::Namespaces => {

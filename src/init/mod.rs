@@ -1,8 +1,8 @@
-//! `nucleus __init`: builds the sandbox as a straight line of named steps (DESIGN §2).
+//! The sandbox side of setup: a straight line of named steps (DESIGN §2).
 //!
-//! The outer `__init` process creates the namespaces and forks PID 1 (`pid1.rs`), which builds the root
-//! filesystem and starts the workload (`workload.rs`). The outer process only waits, so that PID 1
-//! dies with it (PDEATHSIG) and it dies with the supervisor.
+//! The supervisor clones PID 1 directly into its user, mount, pid, uts, ipc and net namespaces
+//! (`launcher`). PID 1 (`pid1.rs`) takes container root once the id maps are written, builds the root
+//! filesystem and starts the workload (`workload.rs`); it dies with the supervisor (PDEATHSIG).
 
 mod error;
 mod landlock;
@@ -10,11 +10,10 @@ mod pid1;
 pub mod rootfs;
 mod workload;
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::sched::{CloneFlags, unshare};
-use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::{Gid, Pid, Uid, setgroups, setresgid, setresuid};
+use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid};
 use serde_json::json;
 
 pub use error::{SetupError, Step};
@@ -22,20 +21,25 @@ use error::{StepContext, StepResult};
 
 use crate::ipc::{self, FromInit, ToInit};
 use crate::spec::{NetworkMode, SandboxSpec};
+use crate::sys::process;
 
-/// The fd on which the supervisor's channel arrives.
-const IPC_FD: i32 = 3;
-
-/// Entry point of the hidden `__init` subcommand.
-pub fn main() -> i32 {
-    let ipc = crate::sys::adopt_fd(IPC_FD);
-    match outer(ipc.as_fd()) {
-        Ok(code) => code,
-        Err(err) => {
-            report_failure(ipc.as_fd(), &err);
-            err.exit_code
+/// Entry point of PID 1, in the child of `launcher::launch`'s clone: never returns.
+///
+/// `stdio` holds the descriptors to install as stdin, stdout and stderr (None keeps the inherited one).
+pub fn start(spec: &SandboxSpec, ipc: OwnedFd, stdio: [Option<OwnedFd>; 3]) -> ! {
+    // A panic must not unwind into the supervisor's frames, which this process copied: their
+    // destructors would act on the supervisor's files and cgroups.
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let ran = enter(spec, ipc.as_fd(), stdio).and_then(|()| pid1::run(spec, ipc.as_fd()));
+        match ran {
+            Ok(code) => code,
+            Err(err) => {
+                report_failure(ipc.as_fd(), &err);
+                err.exit_code
+            }
         }
-    }
+    }));
+    crate::sys::process::exit_now(run.unwrap_or(125))
 }
 
 /// Send a failure to the supervisor; if the channel is gone there is nobody left to tell.
@@ -55,37 +59,37 @@ pub(crate) fn audit(ipc: BorrowedFd<'_>, event: &str, detail: serde_json::Value)
     );
 }
 
-fn outer(ipc: BorrowedFd<'_>) -> StepResult<i32> {
-    let supervisor = nix::unistd::getppid().as_raw();
-    // Why first: nothing inherited by accident (fds, threads) may reach the sandbox.
-    crate::sys::process::close_fds_except(3, &[IPC_FD]).step(Step::CloseFds, "close_range")?;
-    let spec = match ipc::recv::<ToInit>(ipc).step(Step::ReadSpec, "reading the spec")? {
-        Some((ToInit::Start(spec), _)) => *spec,
-        _ => {
-            return Err(SetupError::other(
-                Step::ReadSpec,
-                "the supervisor sent no spec",
-            ));
-        }
-    };
-
-    // Why before the other namespaces: they are then owned by the new user namespace, and every
-    // capability we use from here on is a capability over it only.
-    unshare(CloneFlags::CLONE_NEWUSER).step(Step::UserNamespace, "unshare(CLONE_NEWUSER)")?;
-    ipc::send(ipc, &FromInit::UserNamespaceReady, None).step(Step::IdMaps, "asking for id maps")?;
+/// PID 1's first steps: tie its life to the supervisor, wait for the id maps, take its stdio, become
+/// container root and enter a cgroup namespace.
+fn enter(spec: &SandboxSpec, ipc: BorrowedFd<'_>, stdio: [Option<OwnedFd>; 3]) -> StepResult<()> {
+    // Why first: if the supervisor is gone (now, or at any later point), nobody would ever reap or
+    // stop this sandbox.
+    process::die_with_parent(ipc).step(Step::DieWithParent, "PR_SET_PDEATHSIG")?;
+    // Why before anything that can fail: a message left unread would make the supervisor's next
+    // read fail with ECONNRESET, losing our failure report.
     match ipc::recv::<ToInit>(ipc).step(Step::IdMaps, "waiting for id maps")? {
         Some((ToInit::IdsMapped, _)) => {}
-        _ => {
+        None => {
             return Err(SetupError::other(
                 Step::IdMaps,
                 "the supervisor did not write the id maps",
             ));
         }
     }
-    become_container_root(&spec)?;
+    // Why: a new session keeps host job-control signals and the host tty away from the sandbox.
+    process::new_session().step(Step::Stdio, "setsid")?;
+    for (n, fd) in stdio.iter().enumerate() {
+        if let Some(fd) = fd {
+            process::dup_onto(fd.as_fd(), n as i32).step(Step::Stdio, "dup2")?;
+        }
+    }
+    drop(stdio);
+    // Why: the supervisor's descriptors (its logs, the host terminal) were copied by the clone; nothing
+    // but stdio and the channel may reach the sandbox.
+    process::close_fds_except(3, &[ipc.as_raw_fd()]).step(Step::Stdio, "close_range")?;
+    become_container_root(spec)?;
     // Why again: changing the effective uid clears PDEATHSIG, and we must still die with the supervisor.
-    crate::sys::process::die_with_parent(supervisor)
-        .step(Step::DieWithParent, "PR_SET_PDEATHSIG")?;
+    process::die_with_parent(ipc).step(Step::DieWithParent, "PR_SET_PDEATHSIG")?;
     audit(
         ipc,
         "user_namespace",
@@ -93,15 +97,8 @@ fn outer(ipc: BorrowedFd<'_>) -> StepResult<i32> {
                "rootless": spec.id_map.rootless}),
     );
 
-    let mut flags = CloneFlags::CLONE_NEWNS
-        | CloneFlags::CLONE_NEWPID
-        | CloneFlags::CLONE_NEWUTS
-        | CloneFlags::CLONE_NEWIPC
-        | CloneFlags::CLONE_NEWCGROUP;
-    if spec.network == NetworkMode::None {
-        flags |= CloneFlags::CLONE_NEWNET;
-    }
-    unshare(flags).step(Step::Namespaces, "unshare(mount|pid|uts|ipc|cgroup|net)")?;
+    // Why only now: the namespace is rooted at our cgroup, and the supervisor has just placed us in it.
+    unshare(CloneFlags::CLONE_NEWCGROUP).step(Step::Namespaces, "unshare(CLONE_NEWCGROUP)")?;
     let names: Vec<&str> = ["user", "mount", "pid", "uts", "ipc", "cgroup"]
         .into_iter()
         .chain((spec.network == NetworkMode::None).then_some("net"))
@@ -111,19 +108,7 @@ fn outer(ipc: BorrowedFd<'_>) -> StepResult<i32> {
         "namespaces",
         json!({"created": names, "network": spec.network}),
     );
-
-    // The child of the first fork after CLONE_NEWPID is PID 1 of the new namespace.
-    let (alive_r, alive_w) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).step(Step::ForkPid1, "pipe")?;
-    let pid = crate::sys::process::fork_single_threaded().step(Step::ForkPid1, "fork")?;
-    if pid == 0 {
-        drop(alive_w);
-        pid1::main(&spec, ipc, alive_r);
-    }
-    drop(alive_r);
-    ipc::send(ipc, &FromInit::Pid1Started { host_pid: pid }, None)
-        .step(Step::ForkPid1, "reporting PID 1")?;
-    Ok(wait_for(Pid::from_raw(pid), alive_w))
+    Ok(())
 }
 
 /// Take uid/gid 0 of the new namespace (mapped by the supervisor to a non-root host id).
@@ -137,17 +122,4 @@ fn become_container_root(spec: &SandboxSpec) -> StepResult<()> {
     let root_uid = Uid::from_raw(0);
     setresuid(root_uid, root_uid, root_uid).step(Step::BecomeRoot, "setresuid(0)")?;
     Ok(())
-}
-
-/// Wait for PID 1 and exit like it. `_alive` is held open so PID 1 can tell we exist.
-fn wait_for(pid1: Pid, _alive: OwnedFd) -> i32 {
-    loop {
-        match waitpid(pid1, None) {
-            Ok(WaitStatus::Exited(_, code)) => return code,
-            Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
-            Ok(_) => continue,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => return 125,
-        }
-    }
 }

@@ -6,7 +6,6 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -15,26 +14,14 @@ use serde_json::json;
 
 use super::error::{SetupError, Step, StepContext, StepResult};
 use super::rootfs::{self, HostLayout};
-use super::{audit, report_failure, workload};
+use super::{audit, workload};
 use crate::ipc::{self, FromInit};
 use crate::spec::{NetworkMode, SandboxSpec};
 use crate::sys;
 
-/// Run PID 1; never returns.
-pub fn main(spec: &SandboxSpec, ipc: BorrowedFd<'_>, outer_alive: OwnedFd) -> ! {
-    let code = match run(spec, ipc, outer_alive) {
-        Ok(code) => code,
-        Err(err) => {
-            report_failure(ipc, &err);
-            err.exit_code
-        }
-    };
-    sys::process::exit_now(code)
-}
-
-fn run(spec: &SandboxSpec, ipc: BorrowedFd<'_>, outer_alive: OwnedFd) -> StepResult<i32> {
-    // Why first: if the outer init is gone, nobody would ever reap or stop this sandbox.
-    die_with_outer_init(&outer_alive)?;
+/// Build the root, start the workload and supervise it; returns the workload's exit code. Runs
+/// after `super::enter`, as container root.
+pub fn run(spec: &SandboxSpec, ipc: BorrowedFd<'_>) -> StepResult<i32> {
     // Why: a non-dumpable PID 1 cannot be ptraced, and its /proc entries (fds!) are root-only.
     sys::process::set_non_dumpable().step(Step::DieWithParent, "prctl(PR_SET_DUMPABLE)")?;
 
@@ -70,25 +57,6 @@ fn run(spec: &SandboxSpec, ipc: BorrowedFd<'_>, outer_alive: OwnedFd) -> StepRes
     );
     let _ = ipc::send(ipc, &FromInit::WorkloadStarted, None);
     Ok(supervise(Pid::from_raw(child), &signals, ipc))
-}
-
-/// PDEATHSIG, then make sure the outer init did not die before it was armed.
-fn die_with_outer_init(outer_alive: &OwnedFd) -> StepResult<()> {
-    // SIGKILL when the outer init (our parent, outside this pid namespace) dies.
-    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
-        .step(Step::DieWithParent, "PR_SET_PDEATHSIG")?;
-    let mut fds = [PollFd::new(outer_alive.as_fd(), PollFlags::POLLIN)];
-    poll(&mut fds, PollTimeout::ZERO).step(Step::DieWithParent, "poll")?;
-    if fds[0]
-        .revents()
-        .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLIN))
-    {
-        return Err(SetupError::other(
-            Step::DieWithParent,
-            "the outer init exited before PID 1 started",
-        ));
-    }
-    Ok(())
 }
 
 /// Assemble the new root under a staging tmpfs, then pivot into it and detach the host.

@@ -185,7 +185,9 @@ fn harden(p: &mut Prepared, ipc: BorrowedFd<'_>) -> StepResult<()> {
         drop(console);
         sys::process::set_controlling_tty(0).step(Step::SpawnWorkload, "TIOCSCTTY")?;
     }
-    // PID 1 blocks every signal to read them from a signalfd; the workload starts with none blocked.
+    // PID 1 blocks every signal to read them from a signalfd; the workload starts with none blocked
+    // and every disposition at its default (the supervisor's runtime ignores SIGPIPE).
+    sys::process::reset_signal_dispositions();
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .step(Step::SpawnWorkload, "sigprocmask")?;
 

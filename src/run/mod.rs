@@ -10,8 +10,6 @@ use trace::Learned;
 
 use std::io::{self, IsTerminal};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::process::Stdio;
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -25,7 +23,7 @@ use crate::cgroup::{self, CgroupSetup};
 use crate::cli::RunArgs;
 use crate::events::{Event, EventKind, ExitRecord};
 use crate::ipc::{self, FromInit};
-use crate::launcher::{self, InitStdio};
+use crate::launcher::{self, Stream};
 use crate::seccomp::Policy;
 use crate::spec::{SandboxSpec, SeccompMode};
 use crate::telemetry::sampler::{self, UsageSource};
@@ -109,7 +107,7 @@ fn prepare(
     Ok((spec, policy, warnings))
 }
 
-/// What the ipc loop learned by the time `__init` closed the channel.
+/// What the ipc loop learned by the time PID 1 closed the channel.
 #[derive(Default)]
 struct Outcome {
     failure: Option<ipc::SetupFailure>,
@@ -147,18 +145,8 @@ fn supervise(
                "instructions": spec.seccomp.filter.len(), "live_reports": spec.seccomp.notify,
                "warnings": seccomp.warnings, "allow_ptrace": spec.seccomp.allow_ptrace}),
     ));
+    // Events queue here until the writer thread starts, after the launch.
     let (tx, rx) = mpsc::channel::<Event>();
-    let writer = thread::Builder::new()
-        .name("events".into())
-        .spawn(move || {
-            let mut learned = Learned::new();
-            for ev in rx {
-                learned.observe(&ev);
-                sink.write(&ev);
-            }
-            learned
-        })
-        .map_err(|e| e.to_string())?;
 
     let asked = spec.limits.memory_bytes.is_some()
         || spec.limits.cpus.is_some()
@@ -202,29 +190,39 @@ fn supervise(
         ),
         None => None,
     };
-    let stdio = if spec.tty {
-        InitStdio {
-            stdin: Stdio::null(),
-            stdout: Stdio::null(),
-            stderr: Stdio::null(),
-        }
+    let streams = if spec.tty {
+        [Stream::Null; 3]
     } else {
         // A host tty must never reach the sandbox: pipe any stream that is one.
         let pick = |is_tty: bool| {
             if is_tty {
-                Stdio::piped()
+                Stream::Pipe
             } else {
-                Stdio::inherit()
+                Stream::Inherit
             }
         };
-        InitStdio {
-            stdin: pick(io::stdin().is_terminal()),
-            stdout: pick(io::stdout().is_terminal()),
-            stderr: pick(io::stderr().is_terminal()),
-        }
+        [
+            pick(io::stdin().is_terminal()),
+            pick(io::stdout().is_terminal()),
+            pick(io::stderr().is_terminal()),
+        ]
     };
     let place = |pid: u32| cgroup.as_ref().map_or(Ok(()), |cg| cg.add_process(pid));
-    let mut sandbox = match launcher::launch(&spec, stdio, place) {
+    let launched = launcher::launch(&spec, streams, place);
+
+    // Why only now: the launch clones this process, which is safe only while it has one thread.
+    let writer = thread::Builder::new()
+        .name("events".into())
+        .spawn(move || {
+            let mut learned = Learned::new();
+            for ev in rx {
+                learned.observe(&ev);
+                sink.write(&ev);
+            }
+            learned
+        })
+        .map_err(|e| e.to_string())?;
+    let mut sandbox = match launched {
         Ok(sandbox) => sandbox,
         Err(err) => {
             // The audit log keeps failed starts too.
@@ -238,22 +236,16 @@ fn supervise(
             return Err(err.to_string());
         }
     };
-    // Set up after the launch, while `__init` builds the sandbox: it costs milliseconds.
+    // Set up after the launch, while PID 1 builds the sandbox.
     let _log = crate::telemetry::logging::init(verbose, false);
-    let mut copiers = pipe_copiers(&mut sandbox.child);
+    let mut copiers = pipe_copiers(&mut sandbox);
 
-    let pid1 = Arc::new(AtomicI32::new(0));
     let console_master: Arc<Mutex<Option<OwnedFd>>> = Arc::default();
-    spawn_signal_thread(
-        mask,
-        pid1.clone(),
-        sandbox.child.id() as i32,
-        console_master.clone(),
-    )?;
+    spawn_signal_thread(mask, sandbox.pid, console_master.clone())?;
     let source = match &cgroup {
         Some(cg) => UsageSource::Cgroup(cg.clone()),
         None => UsageSource::Proc {
-            root_pid: sandbox.child.id(),
+            root_pid: sandbox.pid as u32,
         },
     };
     let sampler = sampler::spawn_sampler(source, interval, spec.id.clone(), tx.clone());
@@ -266,7 +258,6 @@ fn supervise(
             FromInit::Audit { event, detail } => {
                 let _ = tx.send(Event::audit(&spec.id, &event, detail));
             }
-            FromInit::Pid1Started { host_pid } => pid1.store(host_pid, Ordering::SeqCst),
             FromInit::SeccompListener => {
                 if let Some(listener) = fd {
                     helpers.push(spawn_notify(
@@ -289,10 +280,10 @@ fn supervise(
             FromInit::ContextUpper => outcome.upper = fd,
             FromInit::Failed(failure) => outcome.failure = Some(failure),
             FromInit::Exited { code, signal } => outcome.exit = Some((code, signal)),
-            FromInit::UserNamespaceReady | FromInit::WorkloadStarted => {}
+            FromInit::WorkloadStarted => {}
         }
     }
-    let status = sandbox.child.wait().map_err(|e| e.to_string())?;
+    let status = sandbox.wait().map_err(|e| e.to_string())?;
     for helper in helpers.into_iter().chain(copiers) {
         let _ = helper.join();
     }
@@ -318,7 +309,7 @@ fn supervise(
         }
         (None, Some((Some(code), _))) => code,
         (None, Some((None, Some(sig)))) => 128 + sig,
-        _ => status.code().unwrap_or(125),
+        _ => status,
     };
     if outcome.failure.is_none() {
         let signal = outcome.exit.and_then(|(_, s)| s);
@@ -342,21 +333,21 @@ fn supervise(
     Ok((code, learned))
 }
 
-/// Threads that copy piped stdio between the host and `__init` (only when a host stream is a tty).
-fn pipe_copiers(child: &mut std::process::Child) -> Vec<thread::JoinHandle<()>> {
+/// Threads that copy piped stdio between the host and the sandbox (only when a host stream is a tty).
+fn pipe_copiers(sandbox: &mut launcher::Sandbox) -> Vec<thread::JoinHandle<()>> {
     let mut threads = Vec::new();
-    if let Some(mut stdin) = child.stdin.take() {
+    if let Some(mut stdin) = sandbox.stdin.take() {
         // Not joined: it may block reading the host terminal after the sandbox ends.
         let _ = thread::spawn(move || {
             let _ = io::copy(&mut io::stdin().lock(), &mut stdin);
         });
     }
-    if let Some(mut out) = child.stdout.take() {
+    if let Some(mut out) = sandbox.stdout.take() {
         threads.push(thread::spawn(move || {
             let _ = io::copy(&mut out, &mut io::stdout().lock());
         }));
     }
-    if let Some(mut err) = child.stderr.take() {
+    if let Some(mut err) = sandbox.stderr.take() {
         threads.push(thread::spawn(move || {
             let _ = io::copy(&mut err, &mut io::stderr().lock());
         }));
@@ -378,11 +369,10 @@ fn spawn_notify(
         .map_err(|e| e.to_string())
 }
 
-/// Forward termination signals to PID 1 (or, before it exists, to `__init`); follow window changes.
+/// Forward termination signals to PID 1; follow window changes.
 fn spawn_signal_thread(
     mask: SigSet,
-    pid1: Arc<AtomicI32>,
-    init_pid: i32,
+    pid1: i32,
     master: Arc<Mutex<Option<OwnedFd>>>,
 ) -> Result<(), String> {
     thread::Builder::new()
@@ -395,11 +385,7 @@ fn spawn_signal_thread(
                     }
                     continue;
                 }
-                let target = match pid1.load(Ordering::SeqCst) {
-                    0 => init_pid,
-                    pid => pid,
-                };
-                let _ = kill(Pid::from_raw(target), sig);
+                let _ = kill(Pid::from_raw(pid1), sig);
             }
         })
         .map(|_| ())

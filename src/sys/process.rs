@@ -1,4 +1,4 @@
-//! Process-level primitives for the launcher, `__init` and PID 1.
+//! Process-level primitives for the launcher, PID 1 and the workload.
 
 use std::ffi::CString;
 use std::io;
@@ -6,41 +6,94 @@ use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command};
 
-/// Spawn `__init`: `ipc` becomes fd 3, the child leaves the host's session and dies with its parent.
-pub fn spawn_init(mut cmd: Command, ipc: BorrowedFd<'_>) -> io::Result<Child> {
-    let ipc_raw = ipc.as_raw_fd();
-    // SAFETY: the closure runs between fork and exec and only calls async-signal-safe functions
-    // (setsid, prctl, getppid, dup2, fcntl) on plain integers; it allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            // Why here: a new session keeps host job-control signals and the host tty away from the sandbox.
-            libc::setsid();
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-            if ipc_raw == 3 {
-                // dup2 onto itself keeps CLOEXEC set, so clear it explicitly.
-                if libc::fcntl(3, libc::F_SETFD, 0) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            } else if libc::dup2(ipc_raw, 3) != 3 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        })
+/// `clone(2)` into new namespaces, fork-like (no shared memory, the child continues on a copy of
+/// the caller's stack). `flags` holds `CLONE_NEW*` bits only. Returns 0 in the child, its pid in the parent.
+///
+/// Only call this while the process is single-threaded (see `thread_count`): the child may then run
+/// any code, allocation included, because no other thread held a lock at the moment of the copy.
+pub fn clone_into_namespaces(flags: libc::c_int) -> io::Result<libc::pid_t> {
+    let flags = flags as libc::c_ulong | libc::SIGCHLD as libc::c_ulong;
+    // SAFETY: without CLONE_VM the child gets a copy-on-write copy of memory, exactly like fork; a
+    // NULL stack means "continue on the copied stack". The caller is single-threaded.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            0usize,
+        )
     };
-    cmd.spawn()
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(pid as libc::pid_t)
 }
 
-/// Ask for SIGKILL when the parent dies; fails if the parent is already gone.
-pub fn die_with_parent(expected_parent: libc::pid_t) -> io::Result<()> {
+/// How many threads this process has now.
+pub fn thread_count() -> io::Result<usize> {
+    Ok(std::fs::read_dir("/proc/self/task")?.count())
+}
+
+/// `dup2(fd, target)`, leaving `fd` open.
+pub fn dup_onto(fd: BorrowedFd<'_>, target: RawFd) -> io::Result<()> {
+    // SAFETY: dup2 on a descriptor we borrow; `target` is a stdio number the caller owns.
+    if unsafe { libc::dup2(fd.as_raw_fd(), target) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Start a new session (leaving the host's terminal and job control).
+pub fn new_session() -> io::Result<()> {
+    // SAFETY: setsid takes no arguments.
+    if unsafe { libc::setsid() } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Reset every catchable signal, 1 to 64, to its default action. Ignored signals survive `execve`:
+/// the Rust runtime ignores SIGPIPE, and a parent may leave any signal ignored, glibc's internal
+/// real-time ones (32, 33) included, which its `sigaction` refuses to touch; hence the raw syscall.
+pub fn reset_signal_dispositions() {
+    /// The kernel's `struct sigaction` on x86_64 and aarch64.
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    let default = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: rt_sigaction reads one struct of the kernel's layout (sigset size 8) and writes
+        // nothing (NULL old action); SIG_DFL installs no handler of ours.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &default as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            )
+        };
+    }
+}
+
+/// Ask for SIGKILL when the parent dies, then make sure it has not died already: `channel` is a
+/// socket whose peer only the parent holds, so a hang-up on it means the parent is gone. (getppid
+/// cannot tell: in a new pid namespace it is always 0.)
+pub fn die_with_parent(channel: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: prctl(PR_SET_PDEATHSIG) takes integer arguments only.
     if unsafe {
         libc::prctl(
@@ -54,8 +107,16 @@ pub fn die_with_parent(expected_parent: libc::pid_t) -> io::Result<()> {
     {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: getppid has no preconditions.
-    if unsafe { libc::getppid() } != expected_parent {
+    let mut poll = libc::pollfd {
+        fd: channel.as_raw_fd(),
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout.
+    if unsafe { libc::poll(&mut poll, 1, 0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if poll.revents & (libc::POLLHUP | libc::POLLERR) != 0 {
         return Err(io::Error::from_raw_os_error(libc::ESRCH));
     }
     Ok(())
@@ -87,17 +148,6 @@ pub fn close_fds_except(from: RawFd, keep: &[RawFd]) -> io::Result<()> {
         start = fd.saturating_add(1);
     }
     Ok(())
-}
-
-/// Fork a child (only from a single-threaded process). Returns 0 in the child, its pid in the parent.
-pub fn fork_single_threaded() -> io::Result<libc::pid_t> {
-    // SAFETY: callers (`__init`, PID 1) are single-threaded, so the child inherits a consistent
-    // address space and may run arbitrary code.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(pid)
 }
 
 /// `clone(CLONE_VFORK | CLONE_FILES)`: the child shares the fd table and the parent sleeps until the

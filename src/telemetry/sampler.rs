@@ -30,7 +30,7 @@ pub enum UsageSource {
     Cgroup(Arc<SandboxCgroup>),
     /// No cgroup: walk `/proc` for `root_pid` and its descendants.
     Proc {
-        /// The sandbox's outermost process (the `__init` pid).
+        /// The sandbox's PID 1, as a host pid.
         root_pid: u32,
     },
 }
