@@ -73,7 +73,9 @@ fn dropping_the_handle_stops_a_sleeping_sampler_at_once() {
         "p2".into(),
         tx,
     );
-    let first = rx.recv_timeout(WAIT).expect("first sample is immediate");
+    let first = rx
+        .recv_timeout(WAIT)
+        .expect("the first sample does not wait for the interval");
     assert_eq!(first.sandbox, "p2");
     // With an hour-long interval this only returns because the stop channel wakes the thread.
     drop(handle);

@@ -8,6 +8,7 @@ use std::path::Path;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::stat::{Mode, umask};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Pid, chdir, pivot_root, sethostname};
 use serde_json::json;
@@ -85,10 +86,13 @@ fn build_root(spec: &SandboxSpec, ipc: BorrowedFd<'_>) -> StepResult<()> {
 
     let host = HostLayout::probe(Path::new("/oldroot"));
     let ops = rootfs::plan(spec, &host, Path::new("/oldroot"), Path::new("/newroot"));
+    // Why umask 0: the plan's modes are then applied as the files are created, with no chmod each.
+    let inherited_umask = umask(Mode::empty());
     for op in &ops {
         // Described only on failure: formatting file contents for every step would cost milliseconds.
         rootfs::execute(op).map_err(|e| SetupError::os(Step::MountPlan, op, e))?;
     }
+    umask(inherited_umask);
     audit(
         ipc,
         "root_filesystem",

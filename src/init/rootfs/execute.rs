@@ -2,7 +2,8 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{PermissionsExt, symlink};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, symlink};
 use std::path::Path;
 
 use nix::mount::{MsFlags, mount};
@@ -53,6 +54,8 @@ impl std::fmt::Display for MountOp {
 }
 
 /// Run one operation. Errors carry the operation for the failure report.
+///
+/// Modes are applied at creation, so the caller runs the plan with umask 0 (`pid1::build_root`).
 pub fn execute(op: &MountOp) -> io::Result<()> {
     let none: Option<&str> = None;
     match op {
@@ -79,20 +82,28 @@ pub fn execute(op: &MountOp) -> io::Result<()> {
             mount(Some(source), target, none, MsFlags::MS_BIND, none)?;
         }
         MountOp::Dir { path, mode } => {
-            match fs::create_dir_all(path) {
+            match fs::DirBuilder::new()
+                .recursive(true)
+                .mode(*mode)
+                .create(path)
+            {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(e),
             }
-            fs::set_permissions(path, fs::Permissions::from_mode(*mode))?;
         }
         MountOp::File {
             path,
             contents,
             mode,
         } => {
-            fs::write(path, contents)?;
-            fs::set_permissions(path, fs::Permissions::from_mode(*mode))?;
+            fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(*mode)
+                .open(path)?
+                .write_all(contents)?;
         }
         MountOp::Symlink { link, target } => symlink(target, link)?,
         MountOp::Proc { target } => {
@@ -109,31 +120,25 @@ pub fn execute(op: &MountOp) -> io::Result<()> {
                 Some("newinstance,ptmxmode=0666,mode=620"),
             )?;
         }
+        // Masks and read-only subtrees apply to what this kernel's /proc has: a missing path is skipped.
         MountOp::MaskFile { target, null } => {
-            if target.exists() {
-                mount(Some(null), target, none, MsFlags::MS_BIND, none)?;
-            }
+            if_present(mount(Some(null), target, none, MsFlags::MS_BIND, none))?;
         }
         MountOp::MaskDir { target } => {
-            if target.is_dir() {
-                let flags = MsFlags::MS_RDONLY
-                    | MsFlags::MS_NOSUID
-                    | MsFlags::MS_NODEV
-                    | MsFlags::MS_NOEXEC;
-                mount(
-                    Some("tmpfs"),
-                    target,
-                    Some("tmpfs"),
-                    flags,
-                    Some("size=0,mode=555"),
-                )?;
-            }
+            let flags =
+                MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+            if_present(mount(
+                Some("tmpfs"),
+                target,
+                Some("tmpfs"),
+                flags,
+                Some("size=0,mode=555"),
+            ))?;
         }
-        MountOp::ReadOnlySelf { target } => {
-            if target.exists() {
-                bind_read_only(target, target)?;
-            }
-        }
+        MountOp::ReadOnlySelf { target } => match bind_read_only(target, target) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            other => other?,
+        },
         MountOp::RemountReadOnly { target } => {
             let flags =
                 MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID;
@@ -141,6 +146,14 @@ pub fn execute(op: &MountOp) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A mount whose target may not exist on this kernel.
+fn if_present(result: nix::Result<()>) -> io::Result<()> {
+    match result {
+        Err(nix::errno::Errno::ENOENT) => Ok(()),
+        other => Ok(other?),
+    }
 }
 
 /// Recursive bind, then the whole tree read-only, nosuid, nodev (submounts included).

@@ -4,6 +4,8 @@ pub mod aarch64;
 pub mod other;
 pub mod x86_64;
 
+use std::sync::OnceLock;
+
 /// An architecture a filter can be compiled for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Arch {
@@ -66,10 +68,27 @@ impl Arch {
 
     /// The number of a syscall by name on this architecture.
     pub fn number(self, name: &str) -> Option<u32> {
-        self.table()
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, nr)| *nr)
+        let by_name = self.by_name();
+        by_name
+            .binary_search_by(|(n, _)| (*n).cmp(name))
+            .ok()
+            .map(|i| by_name[i].1)
+    }
+
+    /// The table sorted by name, built on first use: a profile names ~400 syscalls, and a linear
+    /// search per name cost ~0.3 ms of every start.
+    fn by_name(self) -> &'static [(&'static str, u32)] {
+        static X86_64: OnceLock<Vec<(&str, u32)>> = OnceLock::new();
+        static AARCH64: OnceLock<Vec<(&str, u32)>> = OnceLock::new();
+        let cell = match self {
+            Arch::X86_64 => &X86_64,
+            Arch::Aarch64 => &AARCH64,
+        };
+        cell.get_or_init(|| {
+            let mut sorted = self.table().to_vec();
+            sorted.sort_unstable_by_key(|(n, _)| *n);
+            sorted
+        })
     }
 
     /// The name of a syscall number on this architecture.
