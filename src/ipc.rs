@@ -12,14 +12,18 @@ use nix::sys::socket::{
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-/// Largest message accepted: audit details and setup failures are a few hundred bytes.
-const MAX_MESSAGE: usize = 64 << 10;
+use crate::spec::CompiledFilter;
+
+/// Largest message accepted: a filter of the kernel's maximum 4,096 instructions is < 90 KiB of JSON.
+const MAX_MESSAGE: usize = 128 << 10;
 
 /// Supervisor → PID 1.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToInit {
     /// The uid/gid maps of the new user namespace are written.
     IdsMapped,
+    /// The seccomp filter, compiled while PID 1 builds the root.
+    Seccomp(CompiledFilter),
 }
 
 /// PID 1 (or the workload before its execve) → supervisor.
@@ -96,10 +100,20 @@ pub fn send<T: Serialize>(
 
 /// Receive one message and its fd; `Ok(None)` when the peer closed the channel.
 pub fn recv<T: DeserializeOwned>(sock: BorrowedFd<'_>) -> io::Result<Option<(T, Option<OwnedFd>)>> {
-    let mut buf = vec![0u8; MAX_MESSAGE];
+    thread_local! {
+        // One buffer per thread: a fresh 128 KiB allocation per message would be an mmap and a munmap.
+        static BUFFER: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; MAX_MESSAGE]);
+    }
+    BUFFER.with_borrow_mut(|buf| recv_into(sock, buf))
+}
+
+fn recv_into<T: DeserializeOwned>(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> io::Result<Option<(T, Option<OwnedFd>)>> {
     let mut cmsg_space = nix::cmsg_space!([RawFd; 1]);
     let (bytes, fd) = {
-        let mut iov = [IoSliceMut::new(&mut buf)];
+        let mut iov = [IoSliceMut::new(buf)];
         let msg = recvmsg::<()>(
             sock.as_raw_fd(),
             &mut iov,
@@ -167,5 +181,34 @@ mod tests {
         assert!(fd.is_none());
         drop(a);
         assert!(recv::<FromInit>(b.as_fd()).expect("recv").is_none());
+    }
+
+    #[test]
+    fn the_largest_filter_the_kernel_accepts_fits_in_one_message() {
+        use crate::spec::{BpfInstruction, CompiledFilter};
+        let widest = BpfInstruction {
+            code: u16::MAX,
+            jt: u8::MAX,
+            jf: u8::MAX,
+            k: u32::MAX,
+        };
+        let mixed = BpfInstruction {
+            code: 0x15,
+            jt: 3,
+            jf: 0,
+            k: 0xc000_003e,
+        };
+        // BPF_MAXINSNS
+        let program: Vec<_> = (0..4096)
+            .map(|i| if i % 2 == 0 { widest } else { mixed })
+            .collect();
+        let filter = CompiledFilter::new(program.iter().copied(), true);
+        let (a, b) = channel().expect("socketpair");
+        send(a.as_fd(), &ToInit::Seccomp(filter.clone()), None).expect("send");
+        let Some((ToInit::Seccomp(received), _)) = recv::<ToInit>(b.as_fd()).expect("recv") else {
+            panic!("no filter");
+        };
+        assert_eq!(received, filter);
+        assert_eq!(received.instructions().collect::<Vec<_>>(), program);
     }
 }

@@ -54,7 +54,7 @@ impl Sandbox {
     }
 
     /// SIGKILL PID 1 (the kernel then kills every process of its pid namespace) and reap it.
-    fn kill(&self) {
+    pub fn kill(&self) {
         let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
         let _ = self.wait();
     }

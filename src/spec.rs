@@ -90,10 +90,39 @@ pub struct SeccompSpec {
     pub profile_source: String,
     /// Allow ptrace and process_vm_* (denied by the default profile).
     pub allow_ptrace: bool,
-    /// The compiled filter (by the supervisor, once), installed by the workload.
-    pub filter: Vec<BpfInstruction>,
-    /// Whether the filter notifies denials to a listener (false: plain errno).
+}
+
+/// The filter the supervisor compiled from a `SeccompSpec`, for the workload to install.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompiledFilter {
+    /// The BPF program, each instruction packed as `code << 48 | jt << 40 | jf << 32 | k`, so that
+    /// the kernel's largest program (4,096 instructions) stays under 90 KiB of JSON.
+    pub program: Vec<u64>,
+    /// Whether it notifies denials to a listener (false: plain errno).
     pub notify: bool,
+}
+
+impl CompiledFilter {
+    /// Pack a program.
+    pub fn new(program: impl IntoIterator<Item = BpfInstruction>, notify: bool) -> Self {
+        let pack = |i: BpfInstruction| {
+            u64::from(i.code) << 48 | u64::from(i.jt) << 40 | u64::from(i.jf) << 32 | u64::from(i.k)
+        };
+        CompiledFilter {
+            program: program.into_iter().map(pack).collect(),
+            notify,
+        }
+    }
+
+    /// The program's instructions.
+    pub fn instructions(&self) -> impl Iterator<Item = BpfInstruction> + '_ {
+        self.program.iter().map(|&w| BpfInstruction {
+            code: (w >> 48) as u16,
+            jt: (w >> 40) as u8,
+            jf: (w >> 32) as u8,
+            k: w as u32,
+        })
+    }
 }
 
 /// One classic BPF instruction (`struct sock_filter`).

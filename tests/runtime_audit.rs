@@ -24,8 +24,8 @@ fn audit_log_lists_every_hardening_step_in_order() {
         .collect();
     let expected = [
         "sandbox_started",
-        "seccomp_profile",
         "limits_applied",
+        "seccomp_profile",
         "user_namespace",
         "namespaces",
         "root_filesystem",

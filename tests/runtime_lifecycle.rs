@@ -58,6 +58,32 @@ fn exit_codes_follow_the_contract() {
     );
 }
 
+#[test]
+fn a_step_failing_inside_the_sandbox_is_reported_with_its_step_and_hint() {
+    let scratch = Scratch::new(As::Root);
+    let ctx = scratch.subdir("ctx");
+    // PID 1 fails at the context step, usually with the supervisor's seccomp filter still unread in
+    // its socket: the report must survive that (the kernel's ECONNRESET comes first). Several runs,
+    // because which of the two happens first is a race.
+    for _ in 0..5 {
+        let out = nucleus(As::Root, scratch.path())
+            .arg("run")
+            .arg(&ctx)
+            .args(["--context-mode", "snapshot", "--expect-root-hash"])
+            .arg("0".repeat(64))
+            .args(["--", "true"])
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("setup step `context` failed") && stderr.contains("hint:"),
+            "{}",
+            describe(&out)
+        );
+    }
+}
+
 /// Start `nucleus run -- sh -c SCRIPT` and wait until it prints "ready".
 fn start_ready(scratch: &Scratch, script: &str) -> std::process::Child {
     let ctx = scratch.subdir("ctx");

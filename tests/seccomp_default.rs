@@ -183,8 +183,6 @@ fn allow_ptrace_reallows_the_ptrace_family() {
         profile_json: Policy::default_profile_json().to_owned(),
         profile_source: "default".into(),
         allow_ptrace: true,
-        filter: Vec::new(),
-        notify: false,
     };
     let (policy, warnings) = Policy::from_spec(&spec).expect("default profile");
     assert!(warnings.is_empty(), "{warnings:?}");

@@ -65,11 +65,9 @@ fn enter(spec: &SandboxSpec, ipc: BorrowedFd<'_>, stdio: [Option<OwnedFd>; 3]) -
     // Why first: if the supervisor is gone (now, or at any later point), nobody would ever reap or
     // stop this sandbox.
     process::die_with_parent(ipc).step(Step::DieWithParent, "PR_SET_PDEATHSIG")?;
-    // Why before anything that can fail: a message left unread would make the supervisor's next
-    // read fail with ECONNRESET, losing our failure report.
     match ipc::recv::<ToInit>(ipc).step(Step::IdMaps, "waiting for id maps")? {
         Some((ToInit::IdsMapped, _)) => {}
-        None => {
+        _ => {
             return Err(SetupError::other(
                 Step::IdMaps,
                 "the supervisor did not write the id maps",

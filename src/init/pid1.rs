@@ -16,7 +16,7 @@ use serde_json::json;
 use super::error::{SetupError, Step, StepContext, StepResult};
 use super::rootfs::{self, HostLayout};
 use super::{audit, workload};
-use crate::ipc::{self, FromInit};
+use crate::ipc::{self, FromInit, ToInit};
 use crate::spec::{NetworkMode, SandboxSpec};
 use crate::sys;
 
@@ -38,7 +38,16 @@ pub fn run(spec: &SandboxSpec, ipc: BorrowedFd<'_>) -> StepResult<i32> {
     } else {
         None
     };
-    let prepared = workload::prepare(spec, console, ipc)?;
+    let filter = match ipc::recv::<ToInit>(ipc).step(Step::Seccomp, "waiting for the filter")? {
+        Some((ToInit::Seccomp(filter), _)) => filter,
+        _ => {
+            return Err(SetupError::other(
+                Step::Seccomp,
+                "the supervisor sent no seccomp filter",
+            ));
+        }
+    };
+    let prepared = workload::prepare(spec, &filter, console, ipc)?;
 
     // Block every signal before the workload exists: they are read from a signalfd and forwarded.
     let all = SigSet::all();
@@ -47,7 +56,7 @@ pub fn run(spec: &SandboxSpec, ipc: BorrowedFd<'_>) -> StepResult<i32> {
     let signals =
         SignalFd::with_flags(&all, SfdFlags::SFD_CLOEXEC).step(Step::SpawnWorkload, "signalfd")?;
 
-    let notify = spec.seccomp.notify;
+    let notify = filter.notify;
     let child = workload::spawn(prepared, ipc)?;
     // The workload has exec'd (or died trying): its last step was installing the filter.
     let handed_over = hand_over_listener(ipc)?;

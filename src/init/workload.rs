@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::error::{SetupError, Step, StepContext, StepResult};
 use super::{audit, landlock, report_failure};
-use crate::spec::SandboxSpec;
+use crate::spec::{CompiledFilter, SandboxSpec};
 use crate::sys;
 
 /// Everything the workload needs, computed before the clone.
@@ -34,6 +34,7 @@ pub struct Prepared {
 /// Resolve the command, build the Landlock ruleset and take the compiled seccomp filter.
 pub fn prepare(
     spec: &SandboxSpec,
+    filter: &CompiledFilter,
     console: Option<OwnedFd>,
     ipc: BorrowedFd<'_>,
 ) -> StepResult<Prepared> {
@@ -72,10 +73,9 @@ pub fn prepare(
         }
     };
 
-    let filter = spec
-        .seccomp
-        .filter
-        .iter()
+    let notify = filter.notify;
+    let filter = filter
+        .instructions()
         .map(|i| libc::sock_filter {
             code: i.code,
             jt: i.jt,
@@ -83,7 +83,6 @@ pub fn prepare(
             k: i.k,
         })
         .collect();
-    let notify = spec.seccomp.notify;
     Ok(Prepared {
         path,
         argv,

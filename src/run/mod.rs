@@ -22,7 +22,7 @@ use serde_json::json;
 use crate::cgroup::{self, CgroupSetup};
 use crate::cli::RunArgs;
 use crate::events::{Event, EventKind, ExitRecord};
-use crate::ipc::{self, FromInit};
+use crate::ipc::{self, FromInit, ToInit};
 use crate::launcher::{self, Stream};
 use crate::seccomp::Policy;
 use crate::spec::{SandboxSpec, SeccompMode};
@@ -56,16 +56,12 @@ fn execute(mut args: RunArgs, verbose: u8, mode: SeccompMode) -> (i32, Learned) 
         return (125, Learned::new());
     }
     match prepare(&mut args, mode) {
-        Ok((spec, policy, warnings)) => {
+        Ok(spec) => {
             let events = args.sandbox.events.clone();
             let interval =
                 Duration::from_millis(args.sandbox.sample_interval_ms.unwrap_or(1000).max(10));
-            let seccomp = Seccomp {
-                policy: Arc::new(policy),
-                warnings,
-            };
             let base_profile = spec.seccomp.profile_json.clone();
-            match supervise(spec, seccomp, events.as_deref(), interval, mask, verbose) {
+            match supervise(spec, events.as_deref(), interval, mask, verbose) {
                 Ok((code, mut learned)) => {
                     learned.base_profile = base_profile;
                     (code, learned)
@@ -85,15 +81,11 @@ fn execute(mut args: RunArgs, verbose: u8, mode: SeccompMode) -> (i32, Learned) 
 }
 
 /// Config defaults, then flags, then validation: nothing here touches the kernel.
-fn prepare(
-    args: &mut RunArgs,
-    mode: SeccompMode,
-) -> Result<(SandboxSpec, Policy, Vec<String>), String> {
+fn prepare(args: &mut RunArgs, mode: SeccompMode) -> Result<SandboxSpec, String> {
     let config = crate::config::load().map_err(|e| e.to_string())?;
     config.apply_defaults(&mut args.sandbox);
     let mut spec = options::build_spec(&args.dir, args.command.clone(), &args.sandbox, mode)
         .map_err(|e| e.to_string())?;
-    let (policy, warnings) = options::compile_seccomp(&mut spec).map_err(|e| e.to_string())?;
     spec.tty = io::stdin().is_terminal() && io::stdout().is_terminal();
     spec.window = crate::sys::tty::window_size(io::stdin().as_raw_fd())
         .ok()
@@ -104,7 +96,7 @@ fn prepare(
             spec.context_dir.display()
         );
     }
-    Ok((spec, policy, warnings))
+    Ok(spec)
 }
 
 /// What the ipc loop learned by the time PID 1 closed the channel.
@@ -119,11 +111,30 @@ struct Outcome {
 struct Seccomp {
     policy: Arc<Policy>,
     warnings: Vec<String>,
+    instructions: usize,
+    notify: bool,
+}
+
+/// Compile the profile and send the filter to PID 1, which needs it only when the workload starts:
+/// the compile (~0.5 ms) overlaps PID 1's building of the root.
+fn compile_and_send(spec: &SandboxSpec, sandbox: &launcher::Sandbox) -> Result<Seccomp, String> {
+    let (policy, warnings, filter) = options::compile_seccomp(spec).map_err(|e| e.to_string())?;
+    match ipc::send(sandbox.ipc.as_fd(), &ToInit::Seccomp(filter.clone()), None) {
+        // PID 1 already failed and exited: the ipc loop reads its report.
+        Err(e) if e.raw_os_error() == Some(libc::EPIPE) => {}
+        Err(e) => return Err(format!("sending the seccomp filter to the sandbox: {e}")),
+        Ok(()) => {}
+    }
+    Ok(Seccomp {
+        policy: Arc::new(policy),
+        warnings,
+        instructions: filter.program.len(),
+        notify: filter.notify,
+    })
 }
 
 fn supervise(
     spec: SandboxSpec,
-    seccomp: Seccomp,
     events: Option<&std::path::Path>,
     interval: Duration,
     mask: SigSet,
@@ -137,13 +148,6 @@ fn supervise(
         "sandbox_started",
         json!({"command": spec.command, "context": spec.context_dir, "context_mode": spec.context.mode,
                "writable": spec.context.writable, "network": spec.network, "strict": spec.strict}),
-    ));
-    sink.write(&Event::audit(
-        &spec.id,
-        "seccomp_profile",
-        json!({"mode": spec.seccomp.mode, "profile": spec.seccomp.profile_source, "profile_digest": seccomp.policy.digest(),
-               "instructions": spec.seccomp.filter.len(), "live_reports": spec.seccomp.notify,
-               "warnings": seccomp.warnings, "allow_ptrace": spec.seccomp.allow_ptrace}),
     ));
     // Events queue here until the writer thread starts, after the launch.
     let (tx, rx) = mpsc::channel::<Event>();
@@ -208,7 +212,15 @@ fn supervise(
         ]
     };
     let place = |pid: u32| cgroup.as_ref().map_or(Ok(()), |cg| cg.add_process(pid));
-    let launched = launcher::launch(&spec, streams, place);
+    let launched = launcher::launch(&spec, streams, place)
+        .map_err(|e| e.to_string())
+        .and_then(|sandbox| match compile_and_send(&spec, &sandbox) {
+            Ok(seccomp) => Ok((sandbox, seccomp)),
+            Err(msg) => {
+                sandbox.kill();
+                Err(msg)
+            }
+        });
 
     // Why only now: the launch clones this process, which is safe only while it has one thread.
     let writer = thread::Builder::new()
@@ -222,20 +234,27 @@ fn supervise(
             learned
         })
         .map_err(|e| e.to_string())?;
-    let mut sandbox = match launched {
-        Ok(sandbox) => sandbox,
+    let (mut sandbox, seccomp) = match launched {
+        Ok(started) => started,
         Err(err) => {
             // The audit log keeps failed starts too.
             let _ = tx.send(Event::audit(
                 &spec.id,
                 "setup_failed",
-                json!({"error": err.to_string()}),
+                json!({"error": err}),
             ));
             drop(tx);
             let _ = writer.join();
-            return Err(err.to_string());
+            return Err(err);
         }
     };
+    let _ = tx.send(Event::audit(
+        &spec.id,
+        "seccomp_profile",
+        json!({"mode": spec.seccomp.mode, "profile": spec.seccomp.profile_source, "profile_digest": seccomp.policy.digest(),
+               "instructions": seccomp.instructions, "live_reports": seccomp.notify,
+               "warnings": seccomp.warnings, "allow_ptrace": spec.seccomp.allow_ptrace}),
+    ));
     // Set up after the launch, while PID 1 builds the sandbox.
     let _log = crate::telemetry::logging::init(verbose, false);
     let mut copiers = pipe_copiers(&mut sandbox);
@@ -253,7 +272,14 @@ fn supervise(
     let mut raw_mode = None;
     let mut helpers = Vec::new();
     let mut outcome = Outcome::default();
-    while let Ok(Some((msg, fd))) = ipc::recv::<FromInit>(sandbox.ipc.as_fd()) {
+    loop {
+        let (msg, fd) = match ipc::recv::<FromInit>(sandbox.ipc.as_fd()) {
+            Ok(Some(received)) => received,
+            // PID 1 exited (failing) with the filter unread: the kernel reports that once, ahead
+            // of the messages PID 1 sent, which are still queued.
+            Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => continue,
+            Ok(None) | Err(_) => break,
+        };
         match msg {
             FromInit::Audit { event, detail } => {
                 let _ = tx.send(Event::audit(&spec.id, &event, detail));

@@ -10,8 +10,8 @@ use crate::config::parse_size;
 use crate::launcher::choose_id_map;
 use crate::seccomp::{FilterMode, Policy};
 use crate::spec::{
-    BpfInstruction, ContextMode, ContextSpec, Limits, NetworkMode, SandboxSpec, SeccompMode,
-    SeccompSpec,
+    BpfInstruction, CompiledFilter, ContextMode, ContextSpec, Limits, NetworkMode, SandboxSpec,
+    SeccompMode, SeccompSpec,
 };
 
 /// Default size limit of each tmpfs.
@@ -108,8 +108,6 @@ pub fn build_spec(
         profile_json,
         profile_source,
         allow_ptrace: args.allow_ptrace,
-        filter: Vec::new(),
-        notify: false,
     };
 
     let (euid, egid) = (
@@ -164,10 +162,13 @@ pub fn build_spec(
     })
 }
 
-/// Parse and compile the profile once, here, with the file's name in any error; the workload only
-/// installs the result. Returns the policy, which answers notifications, and its warnings.
-pub fn compile_seccomp(spec: &mut SandboxSpec) -> Result<(Policy, Vec<String>), OptionError> {
-    let seccomp = &mut spec.seccomp;
+/// Parse and compile the profile once, in the supervisor, with the file's name in any error; the
+/// workload only installs the result. Returns the policy, which answers notifications, its warnings
+/// and the filter.
+pub fn compile_seccomp(
+    spec: &SandboxSpec,
+) -> Result<(Policy, Vec<String>, CompiledFilter), OptionError> {
+    let seccomp = &spec.seccomp;
     let name = seccomp.profile_source.clone();
     let (policy, warnings) = Policy::from_spec(seccomp)
         .map_err(|e| OptionError(format!("seccomp profile {name}: {e}")))?;
@@ -176,31 +177,26 @@ pub fn compile_seccomp(spec: &mut SandboxSpec) -> Result<(Policy, Vec<String>), 
             "seccomp profile {name} does not allow execve, so no command can start under it"
         ));
     }
-    seccomp.notify = crate::features::user_notif_available();
-    if !seccomp.notify && spec.strict {
+    let notify = crate::features::user_notif_available();
+    if !notify && spec.strict {
         return err(
             "seccomp user notification is unavailable, so denials cannot be reported (--strict)",
         );
     }
     let mode = match seccomp.mode {
-        SeccompMode::Enforce => FilterMode::Enforce {
-            notify: seccomp.notify,
-        },
+        SeccompMode::Enforce => FilterMode::Enforce { notify },
         SeccompMode::Trace => FilterMode::Trace,
     };
     let program = policy
         .compile(mode)
         .map_err(|e| OptionError(format!("seccomp profile {name}: {e}")))?;
-    seccomp.filter = program
-        .iter()
-        .map(|i| BpfInstruction {
-            code: i.code,
-            jt: i.jt,
-            jf: i.jf,
-            k: i.k,
-        })
-        .collect();
-    Ok((policy, warnings))
+    let instructions = program.iter().map(|i| BpfInstruction {
+        code: i.code,
+        jt: i.jt,
+        jf: i.jf,
+        k: i.k,
+    });
+    Ok((policy, warnings, CompiledFilter::new(instructions, notify)))
 }
 
 /// The first path, from `/` down to `dir`, that `uid`/`gid` (without supplementary groups) cannot
@@ -269,6 +265,12 @@ fn parse_ro_bind(text: &str) -> Result<(PathBuf, PathBuf), OptionError> {
     let (host, inside) = text.split_once(':').unwrap_or((text, text));
     let host = fs::canonicalize(host)
         .map_err(|e| OptionError(format!("--ro-bind {text}: {host}: {e}")))?;
+    if !host.is_dir() {
+        return err(format!(
+            "--ro-bind {text}: {} is not a directory; only directories can be bound",
+            host.display()
+        ));
+    }
     let inside = PathBuf::from(inside);
     let clean = inside.is_absolute()
         && inside
@@ -363,6 +365,10 @@ mod tests {
         assert!(parse_ro_bind("/usr:/proc").is_err());
         assert!(parse_ro_bind("/usr:rel").is_err());
         assert!(parse_ro_bind("/usr:/a/../etc").is_err());
+        assert!(
+            parse_ro_bind("/etc/hostname:/x").is_err(),
+            "files are refused up front"
+        );
         assert_eq!(
             parse_ro_bind("/usr/bin:/tools").expect("ok").1,
             PathBuf::from("/tools")

@@ -111,8 +111,6 @@ fn execve_and_ptrace_flags() {
         profile_json: Policy::default_profile_json().to_owned(),
         profile_source: "default".into(),
         allow_ptrace: true,
-        filter: Vec::new(),
-        notify: false,
     };
     let (p, _) = Policy::from_spec(&spec).expect("default profile");
     assert_eq!(p.decide(libc::SYS_ptrace, &[0; 6]), Decision::Allow);

@@ -20,9 +20,9 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 /// Shortest interval honoured; anything faster would make the sampler the workload.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
 
-/// The first sample comes after one interval, but never later than this. Why not at once: a start
-/// is over in ~10 ms, the first `/proc` walk reads every host process (~2 ms of CPU), and a sample
-/// taken before the workload has run says nothing.
+/// Without a cgroup the first sample comes after one interval, but never later than this. Why not at
+/// once: a start is over in ~10 ms, and the first `/proc` walk reads every host process (~2 ms of
+/// CPU). A cgroup's first sample is cheap (a few small files) and comes at once.
 pub const FIRST_SAMPLE_AFTER: Duration = Duration::from_millis(100);
 
 /// The name of the sampler thread, as seen in `/proc/PID/task/TID/comm`.
@@ -64,8 +64,8 @@ impl Drop for SamplerHandle {
 
 /// Start sampling `source` every `interval`, sending events for `sandbox` down `tx`.
 ///
-/// The first sample is sent after `min(interval, FIRST_SAMPLE_AFTER)`; the thread ends when the
-/// handle drops or `tx`'s receiver does.
+/// The first sample is sent at once from a cgroup, and after `min(interval, FIRST_SAMPLE_AFTER)` from
+/// `/proc`; the thread ends when the handle drops or `tx`'s receiver does.
 pub fn spawn_sampler(
     source: UsageSource,
     interval: Duration,
@@ -99,7 +99,10 @@ fn run(
 ) {
     let mut state = Rates::default();
     let mut reader = Reader::from(source);
-    let mut wait = interval.min(FIRST_SAMPLE_AFTER);
+    let mut wait = match reader {
+        Reader::Cgroup(_) => Duration::ZERO,
+        Reader::Proc(_) => interval.min(FIRST_SAMPLE_AFTER),
+    };
     while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(wait) {
         let (sample, new_ooms) = state.update(reader.read(), Instant::now());
         if send_oom(sandbox, tx, &sample, new_ooms).is_err()

@@ -23,8 +23,6 @@ fn spec(network: NetworkMode) -> SandboxSpec {
             profile_json: String::new(),
             profile_source: "default".into(),
             allow_ptrace: false,
-            filter: Vec::new(),
-            notify: false,
         },
         strict: false,
         tty: false,
