@@ -1,6 +1,7 @@
 //! Supervisor side of sandbox creation: clone PID 1 into its namespaces, wire its stdio, place it in
 //! the cgroup and write its id maps.
 
+use std::cell::Cell;
 use std::fmt;
 use std::fs::File;
 use std::io;
@@ -38,19 +39,26 @@ pub struct Sandbox {
     pub stdout: Option<File>,
     /// Read end of the workload's stderr pipe.
     pub stderr: Option<File>,
+    /// PID 1's status once reaped.
+    status: Cell<Option<i32>>,
 }
 
 impl Sandbox {
-    /// Wait for PID 1 to end: its exit code, or 128+signal.
+    /// Wait for PID 1 to end (once; later calls return the same): its exit code, or 128+signal.
     pub fn wait(&self) -> io::Result<i32> {
-        loop {
+        if let Some(status) = self.status.get() {
+            return Ok(status);
+        }
+        let status = loop {
             match waitpid(Pid::from_raw(self.pid), None) {
-                Ok(WaitStatus::Exited(_, code)) => return Ok(code),
-                Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+                Ok(WaitStatus::Exited(_, code)) => break code,
+                Ok(WaitStatus::Signaled(_, sig, _)) => break 128 + sig as i32,
                 Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(e.into()),
             }
-        }
+        };
+        self.status.set(Some(status));
+        Ok(status)
     }
 
     /// SIGKILL PID 1 (the kernel then kills every process of its pid namespace) and reap it.
@@ -149,6 +157,7 @@ pub fn launch(
         stdin: wiring.stdin,
         stdout: wiring.stdout,
         stderr: wiring.stderr,
+        status: Cell::new(None),
     };
     let started = (|| {
         // Why before the id maps: PID 1 creates its cgroup namespace after they arrive, rooted where

@@ -305,11 +305,15 @@ fn supervise(
             }
             FromInit::ContextUpper => outcome.upper = fd,
             FromInit::Failed(failure) => outcome.failure = Some(failure),
-            FromInit::Exited { code, signal } => outcome.exit = Some((code, signal)),
+            FromInit::Exited { code, signal } => {
+                // PID 1's last message: it now tears the sandbox down (every mount, the
+                // namespaces), and our wrap-up below overlaps that; we reap it at the end.
+                outcome.exit = Some((code, signal));
+                break;
+            }
             FromInit::WorkloadStarted => {}
         }
     }
-    let status = sandbox.wait().map_err(|e| e.to_string())?;
     for helper in helpers.into_iter().chain(copiers) {
         let _ = helper.join();
     }
@@ -335,7 +339,8 @@ fn supervise(
         }
         (None, Some((Some(code), _))) => code,
         (None, Some((None, Some(sig)))) => 128 + sig,
-        _ => status,
+        // PID 1 died without a report (killed): its own status says how.
+        _ => sandbox.wait().map_err(|e| e.to_string())?,
     };
     if outcome.failure.is_none() {
         let signal = outcome.exit.and_then(|(_, s)| s);
@@ -354,6 +359,8 @@ fn supervise(
     }
     drop(tx);
     let learned = writer.join().unwrap_or_else(|_| Learned::new());
+    // Return only once PID 1 is reaped: with it goes every process and mount of the sandbox.
+    let _ = sandbox.wait();
     // Dropping the cgroup kills anything left and removes its directories.
     drop(cgroup);
     Ok((code, learned))
