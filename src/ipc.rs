@@ -22,6 +22,8 @@ const MAX_MESSAGE: usize = 128 << 10;
 pub enum ToInit {
     /// The uid/gid maps of the new user namespace are written.
     IdsMapped,
+    /// The sandbox's network namespace, loopback up (fd attached).
+    Network,
     /// The seccomp filter, compiled while PID 1 builds the root.
     Seccomp(CompiledFilter),
 }
@@ -96,6 +98,20 @@ pub fn send<T: Serialize>(
     let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
     sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None)?;
     Ok(())
+}
+
+/// Send a message to a peer that may have exited meanwhile, as PID 1 does when a setup step fails:
+/// that is not an error here, because its failure report is queued for the reader. (ECONNRESET: it
+/// exited with a message of ours unread.)
+pub fn send_unless_gone<T: Serialize>(
+    sock: BorrowedFd<'_>,
+    msg: &T,
+    fd: Option<BorrowedFd<'_>>,
+) -> io::Result<()> {
+    match send(sock, msg, fd) {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EPIPE | libc::ECONNRESET)) => Ok(()),
+        other => other,
+    }
 }
 
 /// Receive one message and its fd; `Ok(None)` when the peer closed the channel.

@@ -40,17 +40,20 @@ fn rootless_run_drops_every_capability_and_sets_nnp_and_seccomp() {
 
 fn workload_descriptors(who: As) {
     let scratch = Scratch::new(who);
-    // The shell's own table, as the workload received it: `find` is its child and lists it.
-    let out = run_sh(
-        who,
-        &scratch,
-        &[],
-        "find /proc/$$/fd -mindepth 1 -printf '%f\\n' | sort -n",
-    );
+    // The shell's own table, as the workload received it: `find` is its child and lists it. No
+    // pipeline (the shell would hold its pipe while `find` looks), and not the last command (the
+    // shell would exec `find` itself).
+    let script = r"find /proc/$$/fd -mindepth 1 -printf '%f\n'; true";
+    let out = run_sh(who, &scratch, &[], script);
     assert!(out.status.success(), "{}", describe(&out));
+    let mut fds: Vec<u32> = stdout_of(&out)
+        .lines()
+        .map(|l| l.parse().expect("an fd number"))
+        .collect();
+    fds.sort_unstable();
     assert_eq!(
-        stdout_of(&out).lines().collect::<Vec<_>>(),
-        ["0", "1", "2"],
+        fds,
+        [0, 1, 2],
         "no supervisor channel, log or terminal descriptor reaches the workload"
     );
 }

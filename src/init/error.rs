@@ -28,8 +28,8 @@ pub enum Step {
     Context,
     /// Setting the hostname.
     Hostname,
-    /// Bringing up loopback.
-    Loopback,
+    /// Joining the sandbox's network namespace (loopback only).
+    Network,
     /// pivot_root into the new root and detaching the old one.
     PivotRoot,
     /// Finding the command inside the sandbox.
@@ -58,7 +58,7 @@ impl Step {
             Step::MountPlan => "mount_plan",
             Step::Context => "context",
             Step::Hostname => "hostname",
-            Step::Loopback => "loopback",
+            Step::Network => "network",
             Step::PivotRoot => "pivot_root",
             Step::ResolveCommand => "resolve_command",
             Step::Landlock => "landlock",

@@ -29,7 +29,7 @@ pub fn run(spec: &SandboxSpec, ipc: BorrowedFd<'_>) -> StepResult<i32> {
     build_root(spec, ipc)?;
     sethostname(&spec.hostname).step(Step::Hostname, "sethostname")?;
     if spec.network == NetworkMode::None {
-        sys::net::loopback_up().step(Step::Loopback, "SIOCSIFFLAGS lo")?;
+        enter_network(ipc)?;
     }
     chdir("/context").step(Step::PivotRoot, "chdir /context")?;
 
@@ -67,6 +67,22 @@ pub fn run(spec: &SandboxSpec, ipc: BorrowedFd<'_>) -> StepResult<i32> {
     );
     let _ = ipc::send(ipc, &FromInit::WorkloadStarted, None);
     Ok(supervise(Pid::from_raw(child), &signals, ipc))
+}
+
+/// Join the network namespace the supervisor's helper built (loopback only, owned by our user
+/// namespace). Until now PID 1 sat in the host's, which it never used.
+fn enter_network(ipc: BorrowedFd<'_>) -> StepResult<()> {
+    let netns =
+        match ipc::recv::<ToInit>(ipc).step(Step::Network, "waiting for the network namespace")? {
+            Some((ToInit::Network, Some(fd))) => fd,
+            _ => {
+                return Err(SetupError::other(
+                    Step::Network,
+                    "the supervisor sent no network namespace",
+                ));
+            }
+        };
+    nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET).step(Step::Network, "setns(net)")
 }
 
 /// Assemble the new root under a staging tmpfs, then pivot into it and detach the host.

@@ -119,12 +119,8 @@ struct Seccomp {
 /// the compile (~0.5 ms) overlaps PID 1's building of the root.
 fn compile_and_send(spec: &SandboxSpec, sandbox: &launcher::Sandbox) -> Result<Seccomp, String> {
     let (policy, warnings, filter) = options::compile_seccomp(spec).map_err(|e| e.to_string())?;
-    match ipc::send(sandbox.ipc.as_fd(), &ToInit::Seccomp(filter.clone()), None) {
-        // PID 1 already failed and exited: the ipc loop reads its report.
-        Err(e) if e.raw_os_error() == Some(libc::EPIPE) => {}
-        Err(e) => return Err(format!("sending the seccomp filter to the sandbox: {e}")),
-        Ok(()) => {}
-    }
+    ipc::send_unless_gone(sandbox.ipc.as_fd(), &ToInit::Seccomp(filter.clone()), None)
+        .map_err(|e| format!("sending the seccomp filter to the sandbox: {e}"))?;
     Ok(Seccomp {
         policy: Arc::new(policy),
         warnings,

@@ -61,3 +61,27 @@ pub fn make_tree_read_only(path: &Path) -> io::Result<()> {
     )?;
     restrict_mount_tree(fd.as_fd(), true)
 }
+
+/// Copy `len` bytes (or up to the end, if shorter) of `from` into `to` in the kernel: `sendfile`,
+/// because `copy_file_range` refuses to cross from the host's filesystem to a tmpfs.
+pub fn copy_contents(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: u64) -> io::Result<()> {
+    let mut left = len;
+    while left > 0 {
+        let chunk = usize::try_from(left).unwrap_or(usize::MAX).min(1 << 30);
+        // SAFETY: two open descriptors we borrow; a NULL offset uses and advances `from`'s own.
+        let sent = unsafe {
+            libc::sendfile(
+                to.as_raw_fd(),
+                from.as_raw_fd(),
+                std::ptr::null_mut(),
+                chunk,
+            )
+        };
+        match sent {
+            n if n < 0 => return Err(io::Error::last_os_error()),
+            0 => break,
+            n => left = left.saturating_sub(n as u64),
+        }
+    }
+    Ok(())
+}

@@ -3,6 +3,7 @@
 use std::fs;
 use std::io;
 use std::io::Write;
+use std::os::fd::AsFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, symlink};
 use std::path::Path;
 
@@ -38,6 +39,9 @@ impl std::fmt::Display for MountOp {
             ),
             MountOp::Dir { path, .. } => write!(f, "mkdir {}", path.display()),
             MountOp::File { path, .. } => write!(f, "write {}", path.display()),
+            MountOp::CopyFile { source, target, .. } => {
+                write!(f, "copy {} to {}", source.display(), target.display())
+            }
             MountOp::Symlink { link, target } => {
                 write!(f, "symlink {} -> {}", link.display(), target.display())
             }
@@ -104,6 +108,25 @@ pub fn execute(op: &MountOp) -> io::Result<()> {
                 .mode(*mode)
                 .open(path)?
                 .write_all(contents)?;
+        }
+        MountOp::CopyFile {
+            source,
+            target,
+            len,
+            mode,
+        } => {
+            // O_NOFOLLOW: the probe saw a regular file, and a symlink swapped in since is not followed.
+            let from = fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(source)?;
+            let to = fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(*mode)
+                .open(target)?;
+            crate::sys::mount::copy_contents(from.as_fd(), to.as_fd(), *len)?;
         }
         MountOp::Symlink { link, target } => symlink(target, link)?,
         MountOp::Proc { target } => {

@@ -72,8 +72,8 @@ pub const PROC_READ_ONLY: &[&str] = &["sys", "irq", "bus", "fs", "sysrq-trigger"
 pub enum HostEntry {
     /// A directory: bind it.
     Dir,
-    /// A regular file with these contents: copy it (cheaper than a bind mount).
-    File(Vec<u8>),
+    /// A regular file of this size: copy it (cheaper than a bind mount).
+    File(u64),
     /// A symbolic link with this target: recreate it.
     Symlink(PathBuf),
 }
@@ -100,7 +100,7 @@ impl HostLayout {
             } else if meta.is_dir() {
                 Some(HostEntry::Dir)
             } else if meta.is_file() {
-                fs::read(path).ok().map(HostEntry::File)
+                Some(HostEntry::File(meta.len()))
             } else {
                 None
             }
@@ -140,6 +140,13 @@ pub enum MountOp {
     BindDevice { source: PathBuf, target: PathBuf },
     /// Create a directory.
     Dir { path: PathBuf, mode: u32 },
+    /// Copy `len` bytes of a host file (the copy gets `mode`, whatever the host's is).
+    CopyFile {
+        source: PathBuf,
+        target: PathBuf,
+        len: u64,
+        mode: u32,
+    },
     /// Create a file with contents.
     File {
         path: PathBuf,
@@ -238,9 +245,10 @@ pub fn plan(spec: &SandboxSpec, host: &HostLayout, oldroot: &Path, newroot: &Pat
                     target: path,
                 });
             }
-            HostEntry::File(contents) => ops.push(MountOp::File {
-                path,
-                contents: contents.clone(),
+            HostEntry::File(len) => ops.push(MountOp::CopyFile {
+                source: old("/etc").join(name),
+                target: path,
+                len: *len,
                 mode: 0o644,
             }),
             HostEntry::Symlink(target) => ops.push(MountOp::Symlink {

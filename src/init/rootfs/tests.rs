@@ -44,7 +44,7 @@ fn host() -> HostLayout {
             ("/bin".into(), HostEntry::Symlink("usr/bin".into())),
         ],
         etc: vec![
-            ("ld.so.cache".into(), HostEntry::File(b"cache".to_vec())),
+            ("ld.so.cache".into(), HostEntry::File(5)),
             ("ssl".into(), HostEntry::Dir),
             (
                 "os-release".into(),
