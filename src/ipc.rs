@@ -116,11 +116,16 @@ pub fn send_unless_gone<T: Serialize>(
 
 /// Receive one message and its fd; `Ok(None)` when the peer closed the channel.
 pub fn recv<T: DeserializeOwned>(sock: BorrowedFd<'_>) -> io::Result<Option<(T, Option<OwnedFd>)>> {
-    thread_local! {
-        // One buffer per thread: a fresh 128 KiB allocation per message would be an mmap and a munmap.
-        static BUFFER: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; MAX_MESSAGE]);
-    }
-    BUFFER.with_borrow_mut(|buf| recv_into(sock, buf))
+    // The datagram's size first (MSG_PEEK | MSG_TRUNC with no buffer and no control data: nothing is
+    // consumed and no fd installed), so that the buffer fits the message: a fixed buffer large enough
+    // for any message would be zeroed, page by page, for every small one.
+    let size = nix::sys::socket::recv(
+        sock.as_raw_fd(),
+        &mut [],
+        MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC,
+    )?;
+    let mut buf = vec![0u8; size.clamp(4, MAX_MESSAGE)];
+    recv_into(sock, &mut buf)
 }
 
 fn recv_into<T: DeserializeOwned>(
