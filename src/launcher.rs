@@ -165,14 +165,14 @@ pub fn launch(
         status: Cell::new(None),
     };
     let started = (|| {
-        // Why before the id maps: PID 1 creates its cgroup namespace after they arrive, rooted where
-        // it is then.
         // Opened while PID 1 surely lives (it waits for the maps), so a failure of PID 1 later is
         // reported as its own, not as a vanished namespace.
         let userns = (spec.network == NetworkMode::None)
             .then(|| File::open(format!("/proc/{pid}/ns/user")))
             .transpose()
             .map_err(|e| LaunchError::Network(format!("opening PID 1's user namespace: {e}")))?;
+        // Why before the id maps: PID 1 creates its cgroup namespace after they arrive, rooted where
+        // it is then.
         place(pid as u32).map_err(LaunchError::Cgroup)?;
         write_id_maps(pid, &spec.id_map)?;
         ipc::send_unless_gone(sandbox.ipc.as_fd(), &ToInit::IdsMapped, None)
@@ -205,11 +205,15 @@ fn create_network(userns: BorrowedFd<'_>) -> Result<OwnedFd, LaunchError> {
     let helper = process::clone_into_namespaces(0).map_err(|e| fail("clone", e))?;
     if helper == 0 {
         drop(ours);
-        let report = match network_helper(userns, theirs.as_fd()) {
-            Ok(netns) => ipc::send(theirs.as_fd(), &Ok::<(), String>(()), Some(netns.as_fd())),
-            Err(e) => ipc::send(theirs.as_fd(), &Err::<(), String>(e), None),
-        };
-        process::exit_now(i32::from(report.is_err()));
+        // As in PID 1: a panic must not unwind into the supervisor's frames this process copied.
+        let reported = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            match network_helper(userns, theirs.as_fd()) {
+                Ok(netns) => ipc::send(theirs.as_fd(), &Ok::<(), String>(()), Some(netns.as_fd())),
+                Err(e) => ipc::send(theirs.as_fd(), &Err::<(), String>(e), None),
+            }
+            .is_ok()
+        }));
+        process::exit_now(if reported.unwrap_or(false) { 0 } else { 125 });
     }
     drop(theirs);
     let received = ipc::recv::<Result<(), String>>(ours.as_fd());

@@ -180,7 +180,7 @@ pub enum Flags {
     NoSuid,
 }
 
-/// The synthesized /etc files: no host users, no host secrets.
+/// The synthesized /etc files: no host users, no host secrets. The fixed ones live in `assets/etc/`.
 pub fn synthesized_etc(spec: &SandboxSpec, host: &HostLayout) -> Vec<(&'static str, Vec<u8>)> {
     let resolv = match spec.network {
         NetworkMode::Host => host.resolv_conf.clone(),
@@ -189,12 +189,28 @@ pub fn synthesized_etc(spec: &SandboxSpec, host: &HostLayout) -> Vec<(&'static s
         }
     };
     vec![
-        ("passwd", b"root:x:0:0:root:/tmp:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n".to_vec()),
-        ("group", b"root:x:0:\ntty:x:5:\nnogroup:x:65534:\n".to_vec()),
+        (
+            "passwd",
+            include_bytes!("../../../assets/etc/passwd").to_vec(),
+        ),
+        (
+            "group",
+            include_bytes!("../../../assets/etc/group").to_vec(),
+        ),
         ("hostname", format!("{}\n", spec.hostname).into_bytes()),
-        ("hosts", format!("127.0.0.1\tlocalhost {0}\n::1\tlocalhost ip6-localhost ip6-loopback {0}\n", spec.hostname).into_bytes()),
+        (
+            "hosts",
+            format!(
+                "127.0.0.1\tlocalhost {0}\n::1\tlocalhost ip6-localhost ip6-loopback {0}\n",
+                spec.hostname
+            )
+            .into_bytes(),
+        ),
         ("resolv.conf", resolv),
-        ("nsswitch.conf", b"passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\nprotocols: files\nservices: files\n".to_vec()),
+        (
+            "nsswitch.conf",
+            include_bytes!("../../../assets/etc/nsswitch.conf").to_vec(),
+        ),
     ]
 }
 
