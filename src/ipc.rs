@@ -31,13 +31,8 @@ pub enum ToInit {
 /// PID 1 (or the workload before its execve) → supervisor.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum FromInit {
-    /// A hardening step completed.
-    Audit {
-        /// snake_case step name.
-        event: String,
-        /// Step details.
-        detail: serde_json::Value,
-    },
+    /// Hardening steps completed since the last report, in order.
+    Audits(Vec<AuditRecord>),
     /// The context's overlay upper directory (fd attached), for the change report.
     ContextUpper,
     /// The master side of the sandbox's console (fd attached).
@@ -55,6 +50,17 @@ pub enum FromInit {
         /// The killing signal.
         signal: Option<i32>,
     },
+}
+
+/// One completed hardening step.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// snake_case step name.
+    pub event: String,
+    /// Step details.
+    pub detail: serde_json::Value,
+    /// When the step completed.
+    pub ts: std::time::SystemTime,
 }
 
 /// A failed setup step, reported to the user by the supervisor.

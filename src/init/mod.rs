@@ -10,6 +10,7 @@ mod pid1;
 pub mod rootfs;
 mod workload;
 
+use std::cell::RefCell;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::sched::{CloneFlags, unshare};
@@ -19,7 +20,7 @@ use serde_json::json;
 pub use error::{SetupError, Step};
 use error::{StepContext, StepResult};
 
-use crate::ipc::{self, FromInit, ToInit};
+use crate::ipc::{self, AuditRecord, FromInit, ToInit};
 use crate::spec::{NetworkMode, SandboxSpec};
 use crate::sys::process;
 
@@ -42,21 +43,37 @@ pub fn start(spec: &SandboxSpec, ipc: OwnedFd, stdio: [Option<OwnedFd>; 3]) -> !
     crate::sys::process::exit_now(run.unwrap_or(125))
 }
 
-/// Send a failure to the supervisor; if the channel is gone there is nobody left to tell.
+/// Send a failure to the supervisor, after the steps that did complete; if the channel is gone there
+/// is nobody left to tell.
 pub(crate) fn report_failure(ipc: BorrowedFd<'_>, err: &SetupError) {
+    send_audits(ipc);
     let _ = ipc::send(ipc, &FromInit::Failed(err.to_failure()), None);
 }
 
-/// Send an audit event for a completed step.
-pub(crate) fn audit(ipc: BorrowedFd<'_>, event: &str, detail: serde_json::Value) {
-    let _ = ipc::send(
-        ipc,
-        &FromInit::Audit {
-            event: event.to_owned(),
-            detail,
-        },
-        None,
-    );
+thread_local! {
+    /// Audit records not sent yet. Steps are reported in batches (`send_audits`): every message
+    /// wakes the supervisor on the other CPU, and this process, on the start's critical path, pays
+    /// for that wake-up. A process cloned from this one starts with nothing pending, because the
+    /// batch is sent before each clone.
+    static PENDING_AUDITS: RefCell<Vec<AuditRecord>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Record a completed step, stamped now; it reaches the supervisor with the next `send_audits`.
+pub(crate) fn audit(event: &str, detail: serde_json::Value) {
+    let record = AuditRecord {
+        event: event.to_owned(),
+        detail,
+        ts: std::time::SystemTime::now(),
+    };
+    PENDING_AUDITS.with_borrow_mut(|pending| pending.push(record));
+}
+
+/// Send the recorded steps; if the channel is gone there is nobody left to tell.
+pub(crate) fn send_audits(ipc: BorrowedFd<'_>) {
+    let pending = PENDING_AUDITS.with_borrow_mut(std::mem::take);
+    if !pending.is_empty() {
+        let _ = ipc::send(ipc, &FromInit::Audits(pending), None);
+    }
 }
 
 /// PID 1's first steps: tie its life to the supervisor, wait for the id maps, take its stdio, become
@@ -89,7 +106,6 @@ fn enter(spec: &SandboxSpec, ipc: BorrowedFd<'_>, stdio: [Option<OwnedFd>; 3]) -
     // Why again: changing the effective uid clears PDEATHSIG, and we must still die with the supervisor.
     process::die_with_parent(ipc).step(Step::DieWithParent, "PR_SET_PDEATHSIG")?;
     audit(
-        ipc,
         "user_namespace",
         json!({"uid_map": format!("0 {} 1", spec.id_map.host_uid), "gid_map": format!("0 {} 1", spec.id_map.host_gid),
                "rootless": spec.id_map.rootless}),
@@ -102,7 +118,6 @@ fn enter(spec: &SandboxSpec, ipc: BorrowedFd<'_>, stdio: [Option<OwnedFd>; 3]) -
         .chain((spec.network == NetworkMode::None).then_some("net"))
         .collect();
     audit(
-        ipc,
         "namespaces",
         json!({"created": names, "network": spec.network}),
     );

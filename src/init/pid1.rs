@@ -47,7 +47,7 @@ pub fn run(spec: &SandboxSpec, ipc: BorrowedFd<'_>) -> StepResult<i32> {
             ));
         }
     };
-    let prepared = workload::prepare(spec, &filter, console, ipc)?;
+    let prepared = workload::prepare(spec, &filter, console)?;
 
     // Block every signal before the workload exists: they are read from a signalfd and forwarded.
     let all = SigSet::all();
@@ -57,14 +57,16 @@ pub fn run(spec: &SandboxSpec, ipc: BorrowedFd<'_>) -> StepResult<i32> {
         SignalFd::with_flags(&all, SfdFlags::SFD_CLOEXEC).step(Step::SpawnWorkload, "signalfd")?;
 
     let notify = filter.notify;
+    // The workload reports its own steps: ours go first.
+    super::send_audits(ipc);
     let child = workload::spawn(prepared, ipc)?;
     // The workload has exec'd (or died trying): its last step was installing the filter.
     let handed_over = hand_over_listener(ipc)?;
     audit(
-        ipc,
         "seccomp",
         json!({"applied": handed_over || !notify, "mode": spec.seccomp.mode, "live_reports": handed_over}),
     );
+    super::send_audits(ipc);
     let _ = ipc::send(ipc, &FromInit::WorkloadStarted, None);
     Ok(supervise(Pid::from_raw(child), &signals, ipc))
 }
@@ -119,7 +121,6 @@ fn build_root(spec: &SandboxSpec, ipc: BorrowedFd<'_>) -> StepResult<()> {
     }
     umask(inherited_umask);
     audit(
-        ipc,
         "root_filesystem",
         json!({"operations": ops.len(), "system_dirs": host.system.iter().map(|(d, _)| d).collect::<Vec<_>>(),
         "tmp_size_bytes": spec.tmp_size_bytes, "proc_masked": rootfs::PROC_MASKED_FILES, "proc_read_only": rootfs::PROC_READ_ONLY}),
@@ -140,7 +141,6 @@ fn build_root(spec: &SandboxSpec, ipc: BorrowedFd<'_>) -> StepResult<()> {
         | MsFlags::MS_NODEV;
     mount(none, "/", none, ro, none).step(Step::PivotRoot, "remount / read-only")?;
     audit(
-        ipc,
         "pivot_root",
         json!({"old_root": "detached", "root": "tmpfs, read-only"}),
     );
@@ -165,7 +165,7 @@ fn mount_context(spec: &SandboxSpec, ipc: BorrowedFd<'_>) -> StepResult<()> {
         ipc::send(ipc, &FromInit::ContextUpper, Some(upper.as_fd()))
             .step(Step::Context, "handing over the overlay upper dir")?;
     }
-    audit(ipc, "context", prepared.audit.clone());
+    audit("context", prepared.audit.clone());
     Ok(())
 }
 

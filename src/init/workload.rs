@@ -36,7 +36,6 @@ pub fn prepare(
     spec: &SandboxSpec,
     filter: &CompiledFilter,
     console: Option<OwnedFd>,
-    ipc: BorrowedFd<'_>,
 ) -> StepResult<Prepared> {
     let path = resolve_command(spec)?;
     let cstr = |s: &[u8]| {
@@ -65,7 +64,6 @@ pub fn prepare(
         }
         None => {
             audit(
-                ipc,
                 "landlock",
                 json!({"enforced": false, "reason": "kernel has no Landlock"}),
             );
@@ -149,8 +147,10 @@ pub fn spawn(prepared: Prepared, ipc: BorrowedFd<'_>) -> StepResult<libc::pid_t>
 
 /// The child: never returns.
 fn harden_and_exec(mut p: Prepared, ipc: BorrowedFd<'_>) -> ! {
-    let failure = match harden(&mut p, ipc) {
+    let failure = match harden(&mut p) {
         Ok(()) => {
+            // Now, because nothing can be sent once the filter is in.
+            super::send_audits(ipc);
             // Why last: the filter must cover execve itself, and nothing of nucleus's setup.
             match sys::seccomp::install_filter(&p.filter, p.notify) {
                 Err(e) => SetupError::os(Step::Seccomp, "seccomp(SET_MODE_FILTER)", e),
@@ -173,7 +173,7 @@ fn harden_and_exec(mut p: Prepared, ipc: BorrowedFd<'_>) -> ! {
     sys::process::exit_now(failure.exit_code)
 }
 
-fn harden(p: &mut Prepared, ipc: BorrowedFd<'_>) -> StepResult<()> {
+fn harden(p: &mut Prepared) -> StepResult<()> {
     let strict = p.strict;
     // A new session, so the workload's job control is its own and it can own the console.
     setsid().step(Step::SpawnWorkload, "setsid")?;
@@ -194,13 +194,12 @@ fn harden(p: &mut Prepared, ipc: BorrowedFd<'_>) -> StepResult<()> {
 
     sys::caps::drop_all(p.last_cap).step(Step::SpawnWorkload, "dropping capabilities")?;
     audit(
-        ipc,
         "capabilities_dropped",
         json!({"bounding": "empty", "ambient": "empty", "effective": "empty",
         "permitted": "empty", "inheritable": "empty", "last_cap": p.last_cap}),
     );
     sys::caps::set_no_new_privs().step(Step::SpawnWorkload, "prctl(PR_SET_NO_NEW_PRIVS)")?;
-    audit(ipc, "no_new_privs", json!({"set": true}));
+    audit("no_new_privs", json!({"set": true}));
 
     if let Some(prepared) = p.landlock.take() {
         let status = prepared
@@ -216,7 +215,7 @@ fn harden(p: &mut Prepared, ipc: BorrowedFd<'_>) -> StepResult<()> {
         }
         let mut detail = prepared.detail;
         detail["status"] = json!(format!("{:?}", status.ruleset));
-        audit(ipc, "landlock", detail);
+        audit("landlock", detail);
     }
     Ok(())
 }

@@ -277,8 +277,12 @@ fn supervise(
             Ok(None) | Err(_) => break,
         };
         match msg {
-            FromInit::Audit { event, detail } => {
-                let _ = tx.send(Event::audit(&spec.id, &event, detail));
+            FromInit::Audits(records) => {
+                for record in records {
+                    let mut event = Event::audit(&spec.id, &record.event, record.detail);
+                    event.ts = record.ts;
+                    let _ = tx.send(event);
+                }
             }
             FromInit::SeccompListener => {
                 if let Some(listener) = fd {
