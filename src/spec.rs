@@ -37,8 +37,19 @@ pub struct SandboxSpec {
     pub id_map: IdMap,
     /// Cgroup limits (applied by the supervisor, reported by both sides).
     pub limits: Limits,
-    /// Extra read-only binds: (host path, path inside).
-    pub ro_binds: Vec<(PathBuf, PathBuf)>,
+    /// Extra read-only binds (`--ro-bind`).
+    pub ro_binds: Vec<RoBind>,
+}
+
+/// One `--ro-bind HOST[:INSIDE]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoBind {
+    /// The host path, resolved.
+    pub host: PathBuf,
+    /// Where it appears inside.
+    pub inside: PathBuf,
+    /// A directory (else a file, bound onto an empty file).
+    pub is_dir: bool,
 }
 
 /// How the context directory is presented at `/context`.

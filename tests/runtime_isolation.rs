@@ -248,3 +248,31 @@ fn cargo_node_vim_less_and_top_work_inside() {
         describe(&out)
     );
 }
+
+#[test]
+fn ro_bind_shows_a_host_directory_and_a_host_file_read_only() {
+    let scratch = Scratch::new(As::Root);
+    let tools = scratch.subdir("tools");
+    scratch.write("tools/hello", "from the host dir\n");
+    let file = scratch.write("gitconfig", "[user]\n  name = host\n");
+    let dir_bind = format!("{}:/opt/tools", tools.display());
+    let file_bind = format!("{}:/opt/cfg/gitconfig", file.display());
+    let out = run_sh(
+        As::Root,
+        &scratch,
+        &["--ro-bind", &dir_bind, "--ro-bind", &file_bind],
+        "cat /opt/tools/hello /opt/cfg/gitconfig; \
+         touch /opt/tools/new 2>/dev/null && echo wrote-dir; \
+         echo x 2>/dev/null >> /opt/cfg/gitconfig && echo wrote-file; true",
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        stdout_of(&out),
+        "from the host dir\n[user]\n  name = host\n",
+        "both readable, neither writable"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("host file"),
+        "[user]\n  name = host\n"
+    );
+}

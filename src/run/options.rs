@@ -10,8 +10,8 @@ use crate::config::parse_size;
 use crate::launcher::choose_id_map;
 use crate::seccomp::{FilterMode, Policy};
 use crate::spec::{
-    BpfInstruction, CompiledFilter, ContextMode, ContextSpec, Limits, NetworkMode, SandboxSpec,
-    SeccompMode, SeccompSpec,
+    BpfInstruction, CompiledFilter, ContextMode, ContextSpec, Limits, NetworkMode, RoBind,
+    SandboxSpec, SeccompMode, SeccompSpec,
 };
 
 /// Default size limit of each tmpfs.
@@ -261,13 +261,14 @@ fn workload_env(extra: &[String]) -> Result<Vec<(String, String)>, OptionError> 
 }
 
 /// Parse `HOST[:INSIDE]` of `--ro-bind`.
-fn parse_ro_bind(text: &str) -> Result<(PathBuf, PathBuf), OptionError> {
+fn parse_ro_bind(text: &str) -> Result<RoBind, OptionError> {
     let (host, inside) = text.split_once(':').unwrap_or((text, text));
     let host = fs::canonicalize(host)
         .map_err(|e| OptionError(format!("--ro-bind {text}: {host}: {e}")))?;
-    if !host.is_dir() {
+    let is_dir = host.is_dir();
+    if !is_dir && !host.is_file() {
         return err(format!(
-            "--ro-bind {text}: {} is not a directory; only directories can be bound",
+            "--ro-bind {text}: {} is neither a directory nor a regular file",
             host.display()
         ));
     }
@@ -284,7 +285,11 @@ fn parse_ro_bind(text: &str) -> Result<(PathBuf, PathBuf), OptionError> {
             "--ro-bind {text}: the path inside must be absolute, without `..`, and not /, /proc, /dev, /tmp, /etc or /context"
         ));
     }
-    Ok((host, inside))
+    Ok(RoBind {
+        host,
+        inside,
+        is_dir,
+    })
 }
 
 fn absolute(path: &Path) -> std::io::Result<PathBuf> {
@@ -366,11 +371,11 @@ mod tests {
         assert!(parse_ro_bind("/usr:rel").is_err());
         assert!(parse_ro_bind("/usr:/a/../etc").is_err());
         assert!(
-            parse_ro_bind("/etc/hostname:/x").is_err(),
-            "files are refused up front"
+            !parse_ro_bind("/etc/hostname:/x").expect("a file").is_dir,
+            "a file is bound as a file"
         );
         assert_eq!(
-            parse_ro_bind("/usr/bin:/tools").expect("ok").1,
+            parse_ro_bind("/usr/bin:/tools").expect("ok").inside,
             PathBuf::from("/tools")
         );
     }

@@ -365,14 +365,30 @@ pub fn plan(spec: &SandboxSpec, host: &HostLayout, oldroot: &Path, newroot: &Pat
         flags: Flags::NoSuidDev,
     });
 
-    for (source, dest) in &spec.ro_binds {
-        ops.push(MountOp::Dir {
-            path: new(&dest.to_string_lossy()),
-            mode: 0o755,
-        });
+    for bind in &spec.ro_binds {
+        let target = new(&bind.inside.to_string_lossy());
+        if bind.is_dir {
+            ops.push(MountOp::Dir {
+                path: target.clone(),
+                mode: 0o755,
+            });
+        } else {
+            // A file is bound onto an empty file, in a directory made for it.
+            if let Some(parent) = target.parent() {
+                ops.push(MountOp::Dir {
+                    path: parent.to_owned(),
+                    mode: 0o755,
+                });
+            }
+            ops.push(MountOp::File {
+                path: target.clone(),
+                contents: Vec::new(),
+                mode: 0o444,
+            });
+        }
         ops.push(MountOp::BindReadOnly {
-            source: old(&source.to_string_lossy()),
-            target: new(&dest.to_string_lossy()),
+            source: old(&bind.host.to_string_lossy()),
+            target,
         });
     }
     ops.push(MountOp::Dir {

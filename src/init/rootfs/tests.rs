@@ -1,5 +1,5 @@
 use super::*;
-use crate::spec::{ContextMode, ContextSpec, IdMap, Limits, SeccompMode, SeccompSpec};
+use crate::spec::{ContextMode, ContextSpec, IdMap, Limits, RoBind, SeccompMode, SeccompSpec};
 
 fn spec(network: NetworkMode) -> SandboxSpec {
     SandboxSpec {
@@ -33,7 +33,18 @@ fn spec(network: NetworkMode) -> SandboxSpec {
             rootless: true,
         },
         limits: Limits::default(),
-        ro_binds: vec![("/opt/tool".into(), "/tool".into())],
+        ro_binds: vec![
+            RoBind {
+                host: "/opt/tool".into(),
+                inside: "/tool".into(),
+                is_dir: true,
+            },
+            RoBind {
+                host: "/home/me/.gitconfig".into(),
+                inside: "/etc-extra/gitconfig".into(),
+                is_dir: false,
+            },
+        ],
     }
 }
 
@@ -80,6 +91,26 @@ fn root_is_tmpfs_and_system_dirs_are_read_only_binds() {
         source: "/oldroot/opt/tool".into(),
         target: "/newroot/tool".into()
     }));
+}
+
+#[test]
+fn a_bound_file_gets_an_empty_file_to_cover_in_a_directory_made_for_it() {
+    let ops = ops(NetworkMode::None);
+    let at = |op: &MountOp| ops.iter().position(|o| o == op).expect("in the plan");
+    let dir = at(&MountOp::Dir {
+        path: "/newroot/etc-extra".into(),
+        mode: 0o755,
+    });
+    let file = at(&MountOp::File {
+        path: "/newroot/etc-extra/gitconfig".into(),
+        contents: Vec::new(),
+        mode: 0o444,
+    });
+    let bind = at(&MountOp::BindReadOnly {
+        source: "/oldroot/home/me/.gitconfig".into(),
+        target: "/newroot/etc-extra/gitconfig".into(),
+    });
+    assert!(dir < file && file < bind);
 }
 
 #[test]
