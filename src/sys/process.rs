@@ -12,13 +12,19 @@ use std::process::{Child, Command};
 /// Only call this while the process is single-threaded (see `thread_count`): the child may then run
 /// any code, allocation included, because no other thread held a lock at the moment of the copy.
 pub fn clone_into_namespaces(flags: libc::c_int) -> io::Result<libc::pid_t> {
-    let flags = flags as libc::c_ulong | libc::SIGCHLD as libc::c_ulong;
+    fork_like_clone(flags as libc::c_ulong)
+}
+
+/// `clone(2)` with `flags | SIGCHLD`, without CLONE_VM and without a new stack. Callers are
+/// single-threaded and pass no CLONE_VM.
+fn fork_like_clone(flags: libc::c_ulong) -> io::Result<libc::pid_t> {
+    debug_assert_eq!(flags & libc::CLONE_VM as libc::c_ulong, 0);
     // SAFETY: without CLONE_VM the child gets a copy-on-write copy of memory, exactly like fork; a
     // NULL stack means "continue on the copied stack". The caller is single-threaded.
     let pid = unsafe {
         libc::syscall(
             libc::SYS_clone,
-            flags,
+            flags | libc::SIGCHLD as libc::c_ulong,
             std::ptr::null_mut::<libc::c_void>(),
             std::ptr::null_mut::<libc::c_int>(),
             std::ptr::null_mut::<libc::c_int>(),
@@ -156,24 +162,7 @@ pub fn close_fds_except(from: RawFd, keep: &[RawFd]) -> io::Result<()> {
 /// Why: the seccomp listener the child creates lands in the shared table, so the parent holds it the
 /// moment the child's `execve` succeeds, without the child making a single (possibly filtered) call.
 pub fn clone_vfork_shared_files() -> io::Result<libc::pid_t> {
-    let flags =
-        (libc::CLONE_VFORK | libc::CLONE_FILES) as libc::c_ulong | libc::SIGCHLD as libc::c_ulong;
-    // SAFETY: without CLONE_VM the child gets a copy-on-write copy of memory, exactly like fork; a
-    // NULL stack means "continue on the copied stack". The caller is single-threaded.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            flags,
-            std::ptr::null_mut::<libc::c_void>(),
-            std::ptr::null_mut::<libc::c_int>(),
-            std::ptr::null_mut::<libc::c_int>(),
-            0usize,
-        )
-    };
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(pid as libc::pid_t)
+    fork_like_clone((libc::CLONE_VFORK | libc::CLONE_FILES) as libc::c_ulong)
 }
 
 /// Take `fd` (a terminal) as controlling terminal of this new session.
