@@ -118,11 +118,12 @@ fn enforce_denial_is_answered_with_the_profile_errno_and_recorded() {
         "{:?}",
         mounts[0]
     );
-    let clone3 = records
-        .iter()
-        .find(|r| r.name == "clone3")
-        .expect("clone3 recorded");
-    assert_eq!(clone3.errno, Some(libc::ENOSYS));
+    // clone3's ENOSYS (the child saw it) comes from the kernel: "no such call" is libc's cue to fall
+    // back, and glibc asks on every thread start, so it is neither a round trip nor a report.
+    assert!(
+        records.iter().all(|r| r.name != "clone3"),
+        "ENOSYS is not reported: {records:?}"
+    );
     assert!(
         records.iter().all(|r| r.name != "getppid"),
         "allowed calls are not notified"
