@@ -123,3 +123,33 @@ fn crun_accepts_the_default_profile_unchanged() {
         describe(&out)
     );
 }
+
+#[test]
+fn trace_does_not_learn_enosys_probes_such_as_clone3() {
+    let scratch = Scratch::new(As::Root);
+    let learned = scratch.path().join("learned.json");
+    let ctx = scratch.subdir("ctx");
+    // Starting a thread makes glibc try clone3 first; the profile's ENOSYS sends it back to clone.
+    let script = "import threading; t = threading.Thread(target=print, args=('thread',)); t.start(); t.join()";
+    let traced = nucleus(As::Root, scratch.path())
+        .args(["trace", "-o"])
+        .arg(&learned)
+        .arg(&ctx)
+        .args(["--", "python3", "-c", script])
+        .output()
+        .expect("trace");
+    assert_eq!(stdout_of(&traced).trim(), "thread", "{}", describe(&traced));
+    let profile: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&learned).expect("export")).expect("json");
+    let allowed_by_learning = profile["syscalls"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .filter(|r| r["comment"].as_str().is_some_and(|c| c.contains("learned")))
+        .flat_map(|r| r["names"].as_array().cloned().unwrap_or_default())
+        .collect::<Vec<_>>();
+    assert!(
+        !allowed_by_learning.iter().any(|n| n == "clone3"),
+        "clone3 stays ENOSYS: {allowed_by_learning:?}"
+    );
+}

@@ -211,8 +211,12 @@ fn modes_map_decisions() {
     let notify = FilterMode::Enforce { notify: true };
     assert_eq!(ret_value(Decision::Errno(38), ENFORCE), bpf::RET_ERRNO | 38);
     assert_eq!(ret_value(Decision::Errno(1), notify), bpf::RET_USER_NOTIF);
-    // ENOSYS is answered in the kernel and not reported, even with live reports.
+    // ENOSYS is answered in the kernel and not reported, even with live reports or in trace mode.
     assert_eq!(ret_value(Decision::Errno(38), notify), bpf::RET_ERRNO | 38);
+    assert_eq!(
+        ret_value(Decision::Errno(38), FilterMode::Trace),
+        bpf::RET_ERRNO | 38
+    );
     assert_eq!(
         ret_value(Decision::KillProcess, notify),
         bpf::RET_KILL_PROCESS
