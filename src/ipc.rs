@@ -131,16 +131,9 @@ pub fn recv<T: DeserializeOwned>(sock: BorrowedFd<'_>) -> io::Result<Option<(T, 
         MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC,
     )?;
     let mut buf = vec![0u8; size.clamp(4, MAX_MESSAGE)];
-    recv_into(sock, &mut buf)
-}
-
-fn recv_into<T: DeserializeOwned>(
-    sock: BorrowedFd<'_>,
-    buf: &mut [u8],
-) -> io::Result<Option<(T, Option<OwnedFd>)>> {
     let mut cmsg_space = nix::cmsg_space!([RawFd; 1]);
     let (bytes, fd) = {
-        let mut iov = [IoSliceMut::new(buf)];
+        let mut iov = [IoSliceMut::new(&mut buf)];
         let msg = recvmsg::<()>(
             sock.as_raw_fd(),
             &mut iov,

@@ -1,8 +1,9 @@
 //! The sandbox side of setup: a straight line of named steps (DESIGN §2).
 //!
-//! The supervisor clones PID 1 directly into its user, mount, pid, uts, ipc and net namespaces
-//! (`launcher`). PID 1 (`pid1.rs`) takes container root once the id maps are written, builds the root
-//! filesystem and starts the workload (`workload.rs`); it dies with the supervisor (PDEATHSIG).
+//! The supervisor clones PID 1 directly into its user, mount, pid, uts and ipc namespaces, and a helper
+//! makes its net namespace (`launcher`). PID 1 (`pid1.rs`) takes container root once the id maps are
+//! written, builds the root filesystem and starts the workload (`workload.rs`); it dies with the
+//! supervisor (PDEATHSIG).
 
 mod error;
 mod landlock;
@@ -40,7 +41,7 @@ pub fn start(spec: &SandboxSpec, ipc: OwnedFd, stdio: [Option<OwnedFd>; 3]) -> !
             }
         }
     }));
-    crate::sys::process::exit_now(run.unwrap_or(125))
+    process::exit_now(run.unwrap_or(125))
 }
 
 /// Send a failure to the supervisor, after the steps that did complete; if the channel is gone there
