@@ -125,11 +125,19 @@ pub fn recv<T: DeserializeOwned>(sock: BorrowedFd<'_>) -> io::Result<Option<(T, 
     // The datagram's size first (MSG_PEEK | MSG_TRUNC with no buffer and no control data: nothing is
     // consumed and no fd installed), so that the buffer fits the message: a fixed buffer large enough
     // for any message would be zeroed, page by page, for every small one.
-    let size = nix::sys::socket::recv(
-        sock.as_raw_fd(),
-        &mut [],
-        MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC,
-    )?;
+    let peek = || {
+        nix::sys::socket::recv(
+            sock.as_raw_fd(),
+            &mut [],
+            MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC,
+        )
+    };
+    // ECONNRESET: the peer exited with a message of ours unread. The kernel reports that once, ahead
+    // of the messages the peer sent, which are still queued: read on.
+    let size = match peek() {
+        Err(nix::errno::Errno::ECONNRESET) => peek()?,
+        other => other?,
+    };
     let mut buf = vec![0u8; size.clamp(4, MAX_MESSAGE)];
     let mut cmsg_space = nix::cmsg_space!([RawFd; 1]);
     let (bytes, fd) = {

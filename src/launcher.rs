@@ -74,6 +74,8 @@ impl Sandbox {
 pub enum LaunchError {
     /// The supervisor already runs threads, so it may not clone (DESIGN §2).
     Threaded(usize),
+    /// Counting the supervisor's threads (/proc/self/task) failed.
+    ThreadCount(io::Error),
     /// Creating the message channel or the stdio pipes failed.
     Channel(io::Error),
     /// clone(2) into the new namespaces failed.
@@ -94,6 +96,10 @@ impl fmt::Display for LaunchError {
             LaunchError::Threaded(n) => write!(
                 f,
                 "the supervisor has {n} threads; the sandbox must be started before any thread (a bug in nucleus)"
+            ),
+            LaunchError::ThreadCount(e) => write!(
+                f,
+                "counting nucleus's threads in /proc/self/task: {e}\n  hint: nucleus needs /proc mounted"
             ),
             LaunchError::Channel(e) => write!(f, "creating the supervisor channel: {e}"),
             LaunchError::Namespaces(e) => write!(
@@ -136,7 +142,7 @@ pub fn launch(
     streams: [Stream; 3],
     place: impl FnOnce(u32) -> io::Result<()>,
 ) -> Result<Sandbox, LaunchError> {
-    let threads = process::thread_count().map_err(LaunchError::Channel)?;
+    let threads = process::thread_count().map_err(LaunchError::ThreadCount)?;
     if threads != 1 {
         return Err(LaunchError::Threaded(threads));
     }

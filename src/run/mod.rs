@@ -119,13 +119,14 @@ struct Seccomp {
 /// the compile (~0.5 ms) overlaps PID 1's building of the root.
 fn compile_and_send(spec: &SandboxSpec, sandbox: &launcher::Sandbox) -> Result<Seccomp, String> {
     let (policy, warnings, filter) = options::compile_seccomp(spec).map_err(|e| e.to_string())?;
-    ipc::send_unless_gone(sandbox.ipc.as_fd(), &ToInit::Seccomp(filter.clone()), None)
+    let (instructions, notify) = (filter.program.len(), filter.notify);
+    ipc::send_unless_gone(sandbox.ipc.as_fd(), &ToInit::Seccomp(filter), None)
         .map_err(|e| format!("sending the seccomp filter to the sandbox: {e}"))?;
     Ok(Seccomp {
         policy: Arc::new(policy),
         warnings,
-        instructions: filter.program.len(),
-        notify: filter.notify,
+        instructions,
+        notify,
     })
 }
 
@@ -268,14 +269,7 @@ fn supervise(
     let mut raw_mode = None;
     let mut helpers = Vec::new();
     let mut outcome = Outcome::default();
-    loop {
-        let (msg, fd) = match ipc::recv::<FromInit>(sandbox.ipc.as_fd()) {
-            Ok(Some(received)) => received,
-            // PID 1 exited (failing) with the filter unread: the kernel reports that once, ahead
-            // of the messages PID 1 sent, which are still queued.
-            Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => continue,
-            Ok(None) | Err(_) => break,
-        };
+    while let Ok(Some((msg, fd))) = ipc::recv::<FromInit>(sandbox.ipc.as_fd()) {
         match msg {
             FromInit::Audits(records) => {
                 for record in records {

@@ -145,23 +145,25 @@ pub fn execute(op: &MountOp) -> io::Result<()> {
         }
         // Masks and read-only subtrees apply to what this kernel's /proc has: a missing path is skipped.
         MountOp::MaskFile { target, null } => {
-            if_present(mount(Some(null), target, none, MsFlags::MS_BIND, none))?;
+            if_present(
+                mount(Some(null), target, none, MsFlags::MS_BIND, none).map_err(Into::into),
+            )?;
         }
         MountOp::MaskDir { target } => {
             let flags =
                 MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-            if_present(mount(
-                Some("tmpfs"),
-                target,
-                Some("tmpfs"),
-                flags,
-                Some("size=0,mode=555"),
-            ))?;
+            if_present(
+                mount(
+                    Some("tmpfs"),
+                    target,
+                    Some("tmpfs"),
+                    flags,
+                    Some("size=0,mode=555"),
+                )
+                .map_err(Into::into),
+            )?;
         }
-        MountOp::ReadOnlySelf { target } => match bind_read_only(target, target) {
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-            other => other?,
-        },
+        MountOp::ReadOnlySelf { target } => if_present(bind_read_only(target, target))?,
         MountOp::RemountReadOnly { target } => {
             let flags =
                 MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID;
@@ -172,10 +174,10 @@ pub fn execute(op: &MountOp) -> io::Result<()> {
 }
 
 /// A mount whose target may not exist on this kernel.
-fn if_present(result: nix::Result<()>) -> io::Result<()> {
+fn if_present(result: io::Result<()>) -> io::Result<()> {
     match result {
-        Err(nix::errno::Errno::ENOENT) => Ok(()),
-        other => Ok(other?),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        other => other,
     }
 }
 
