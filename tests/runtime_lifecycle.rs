@@ -221,6 +221,60 @@ fn normal_exit_leaves_no_process_or_cgroup() {
     }
 }
 
+/// Without a cgroup nucleus does not wait for PID 1's own exit (the kernel unmounting its root);
+/// but by the time it returns, every other process of the sandbox is gone: nothing left running
+/// writes to the context any more.
+#[test]
+fn without_a_cgroup_nothing_but_an_exiting_pid_1_outlives_nucleus() {
+    let scratch = Scratch::new(As::Root);
+    let ctx = scratch.subdir("ctx");
+    let trail = ctx.join("trail");
+    // As root the sandbox runs as an unprivileged host id: let it append.
+    std::fs::write(&trail, "").expect("trail");
+    std::fs::set_permissions(&trail, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .expect("chmod");
+    let script =
+        "while :; do echo x >> /context/trail; done & sleep 1000 & echo ready; read line || exit 0";
+    let mut child = nucleus(As::Root, scratch.path())
+        .arg("run")
+        .arg(&ctx)
+        .args(["--writable", "--", "/bin/sh", "-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read");
+    assert_eq!(line.trim(), "ready");
+    let sandbox = descendants(child.id());
+    assert!(
+        sandbox.len() >= 4,
+        "PID 1, sh, the loop and sleep: {sandbox:?}"
+    );
+    let (pid1, rest) = sandbox.split_first().expect("PID 1");
+    drop(child.stdin.take()); // sh reads EOF and exits, leaving the loop and sleep running
+    assert!(child.wait().expect("wait").success());
+    let written = std::fs::metadata(&trail).expect("trail").len();
+    let alive: Vec<_> = rest
+        .iter()
+        .filter(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
+        .collect();
+    assert!(
+        alive.is_empty(),
+        "still there when nucleus returned: {alive:?}"
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        std::fs::metadata(&trail).expect("trail").len(),
+        written,
+        "the sandbox wrote after nucleus returned"
+    );
+    wait_until_gone(&[*pid1]);
+}
+
 /// The nucleus-created cgroup directories a process is in (v1 controllers and v2).
 fn cgroups_of(pid: u32) -> Vec<std::path::PathBuf> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");

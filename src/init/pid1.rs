@@ -240,7 +240,19 @@ fn supervise(workload: Pid, signals: &SignalFd, ipc: BorrowedFd<'_>) -> i32 {
     }
 }
 
+/// Report the workload's exit once nothing else of the sandbox runs: the supervisor may return as
+/// soon as it hears this, while this process's own exit (unmounting the root, ending the
+/// namespaces) finishes in the kernel.
 fn report_exit(ipc: BorrowedFd<'_>, code: Option<i32>, signal: Option<i32>) -> i32 {
+    end_every_other_process();
     let _ = ipc::send(ipc, &FromInit::Exited { code, signal }, None);
     code.unwrap_or_else(|| 128 + signal.unwrap_or(0))
+}
+
+/// SIGKILL every process the workload left behind and reap them all. In a pid namespace, pid -1 is
+/// every process in it but PID 1; orphans become our children, so waiting until ECHILD reaps all.
+/// A process cannot escape by forking meanwhile: fork fails while a SIGKILL is pending.
+fn end_every_other_process() {
+    let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
+    while let Ok(_) | Err(nix::errno::Errno::EINTR) = waitpid(None, None) {}
 }

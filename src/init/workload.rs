@@ -134,15 +134,12 @@ fn resolve_command(spec: &SandboxSpec) -> StepResult<CString> {
 
 /// Start the workload. Returns its pid once it has exec'd (or died trying).
 pub fn spawn(prepared: Prepared, ipc: BorrowedFd<'_>) -> StepResult<libc::pid_t> {
-    let pid = sys::process::clone_vfork_shared_files()
-        .step(Step::SpawnWorkload, "clone(CLONE_VFORK|CLONE_FILES)")?;
-    if pid == 0 {
-        harden_and_exec(prepared, ipc);
-    }
-    // The child closed the console and Landlock fds in the fd table we shared until its execve;
-    // dropping our copies would close those numbers again (or whatever reused them).
-    std::mem::forget(prepared);
-    Ok(pid)
+    // The child takes `prepared` with it: the console and Landlock fds it closes are gone from the
+    // fd table we share until its execve, and nothing of it is dropped again on our side.
+    sys::process::spawn_sharing_memory(move || harden_and_exec(prepared, ipc)).step(
+        Step::SpawnWorkload,
+        "clone(CLONE_VM|CLONE_VFORK|CLONE_FILES)",
+    )
 }
 
 /// The child: never returns.

@@ -321,6 +321,9 @@ fn supervise(
     // The sampler has already reported each OOM kill as an `oom` audit event.
     let oom_killed = cgroup.as_ref().is_some_and(|cg| cg.oom_kills() > 0);
     report_changes(&spec, outcome.upper.as_ref(), &tx);
+    // Why now: this is the last reference to the sandbox's scratch tmpfs besides PID 1's mount;
+    // closed at our exit, its teardown would delay the exit status.
+    drop(outcome.upper.take());
     let code = match (&outcome.failure, outcome.exit) {
         (Some(failure), _) => {
             eprintln!("nucleus: {}", launcher::describe_failure(failure));
@@ -353,10 +356,16 @@ fn supervise(
     }
     drop(tx);
     let learned = writer.join().unwrap_or_else(|_| Learned::new());
-    // Return only once PID 1 is reaped: with it goes every process and mount of the sandbox.
-    let _ = sandbox.wait();
-    // Dropping the cgroup kills anything left and removes its directories.
-    drop(cgroup);
+    // PID 1 reaped every other process of the sandbox before it reported the exit; what is left is
+    // its own exit, which unmounts the root and ends the namespaces (~0.7 ms, see
+    // docs/BENCHMARKS.md). A cgroup can only be removed once PID 1 has left it, so then we wait;
+    // otherwise the kernel finishes the teardown after we return, as with bwrap, and PID 1's
+    // PDEATHSIG covers a PID 1 that had not reported.
+    if let Some(cgroup) = cgroup {
+        let _ = sandbox.wait();
+        // Dropping the cgroup kills anything left and removes its directories.
+        drop(cgroup);
+    }
     Ok((code, learned))
 }
 

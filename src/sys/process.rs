@@ -156,13 +156,86 @@ pub fn close_fds_except(from: RawFd, keep: &[RawFd]) -> io::Result<()> {
     Ok(())
 }
 
-/// `clone(CLONE_VFORK | CLONE_FILES)`: the child shares the fd table and the parent sleeps until the
-/// child execs or exits. Returns 0 in the child, its pid in the parent.
+/// Run `child` in a new process that shares this one's memory and fd table until it execs or exits,
+/// as `posix_spawn` does (`CLONE_VM | CLONE_VFORK | CLONE_FILES`); this process sleeps meanwhile.
+/// Returns the child's pid once it has exec'd or exited.
 ///
-/// Why: the seccomp listener the child creates lands in the shared table, so the parent holds it the
-/// moment the child's `execve` succeeds, without the child making a single (possibly filtered) call.
-pub fn clone_vfork_shared_files() -> io::Result<libc::pid_t> {
-    fork_like_clone((libc::CLONE_VFORK | libc::CLONE_FILES) as libc::c_ulong)
+/// Why: a fork would copy this process's page tables only for the `execve` to throw the copy away,
+/// and both processes would then take copy-on-write faults. Why the shared fd table: a seccomp
+/// listener the child creates is in our table the moment its `execve` succeeds, with no call of the
+/// child's in between.
+///
+/// The child runs on a stack of its own (with a guard page), so it never writes over our frames.
+/// Sharing memory is safe because this process is single-threaded and asleep until the child is
+/// done: no lock can be held, and what the child allocates or takes out of `child` (its captures)
+/// is simply gone from our side, never dropped twice. The child must end in `execve` or `_exit`.
+pub fn spawn_sharing_memory<F: FnOnce()>(child: F) -> io::Result<libc::pid_t> {
+    const STACK: usize = 1 << 20;
+    let guard = page_size();
+    // SAFETY: a fresh private anonymous mapping; nothing else refers to it.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            STACK + guard,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+            -1,
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    let unmap = || {
+        // SAFETY: unmaps exactly the mapping made above, which the child no longer uses: it has
+        // exec'd (its memory is its own) or exited, or it was never created.
+        unsafe { libc::munmap(base, STACK + guard) };
+    };
+    // SAFETY: the lowest page of our own mapping becomes the guard against stack overflow.
+    if unsafe { libc::mprotect(base, guard, libc::PROT_NONE) } != 0 {
+        let err = io::Error::last_os_error();
+        unmap();
+        return Err(err);
+    }
+
+    extern "C" fn trampoline<F: FnOnce()>(slot: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `slot` points at the parent's `Option<F>`, alive because the parent sleeps until
+        // we exec or exit; we take the closure out exactly once.
+        let child = unsafe { (*slot.cast::<Option<F>>()).take() };
+        if let Some(child) = child {
+            child();
+        }
+        // `child` should have ended in execve or _exit; never return onto a stack that is unmapped.
+        exit_now(127)
+    }
+
+    let mut slot = Some(child);
+    let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_FILES | libc::SIGCHLD;
+    // SAFETY: the stack top is the end of our mapping (16-byte aligned: mmap is page-aligned); the
+    // trampoline only runs `child`, which ends in execve or _exit, and we sleep until it does.
+    let pid = unsafe {
+        libc::clone(
+            trampoline::<F>,
+            base.cast::<u8>().add(STACK + guard).cast(),
+            flags,
+            (&mut slot as *mut Option<F>).cast(),
+        )
+    };
+    let result = if pid < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(pid)
+    };
+    unmap();
+    result
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf takes an integer and has no side effects.
+    match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+        n if n > 0 => n as usize,
+        _ => 4096,
+    }
 }
 
 /// Take `fd` (a terminal) as controlling terminal of this new session.
