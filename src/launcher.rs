@@ -6,12 +6,15 @@ use std::fmt;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::Path;
 
 use nix::sched::{CloneFlags, setns, unshare};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 
+use crate::init::rootfs::HostLayout;
+use crate::init::rootfs::etc_cache::{self, EtcCache};
 use crate::ipc::{self, SetupFailure, ToInit};
 use crate::spec::{IdMap, NetworkMode, SandboxSpec};
 use crate::sys::process;
@@ -42,6 +45,8 @@ pub struct Sandbox {
     pub stderr: Option<File>,
     /// PID 1's status once reaped.
     status: Cell<Option<i32>>,
+    /// The `/etc` cache entry PID 1 binds, locked against removal while the sandbox lives.
+    _etc_cache: Option<EtcCache>,
 }
 
 impl Sandbox {
@@ -148,6 +153,13 @@ pub fn launch(
     }
     let (ours, theirs) = ipc::channel().map_err(LaunchError::Channel)?;
     let wiring = StdioWiring::open(streams).map_err(LaunchError::Channel)?;
+    // Looked at from here: PID 1's mount namespace starts as a copy of ours, and a cache entry is
+    // built with our credentials (the sandbox's root may be `nobody` on the host). Without an entry
+    // PID 1 builds /etc itself.
+    let mut host = HostLayout::probe(Path::new("/"));
+    let etc_cache = etc_cache::default_root()
+        .and_then(|root| etc_cache::open(&root, spec, &host, Path::new("/")).ok());
+    host.etc_cache = etc_cache.as_ref().map(|cache| cache.dir.clone());
 
     // The cgroup namespace comes later, from PID 1, once it sits in its cgroup; the network namespace
     // from a helper, in parallel (`create_network`).
@@ -159,7 +171,7 @@ pub fn launch(
     let pid = process::clone_into_namespaces(flags).map_err(LaunchError::Namespaces)?;
     if pid == 0 {
         drop(ours);
-        crate::init::start(spec, theirs, wiring.child);
+        crate::init::start(spec, &host, theirs, wiring.child);
     }
     drop(theirs);
     let sandbox = Sandbox {
@@ -169,6 +181,7 @@ pub fn launch(
         stdout: wiring.stdout,
         stderr: wiring.stderr,
         status: Cell::new(None),
+        _etc_cache: etc_cache,
     };
     let started = (|| {
         // Opened while PID 1 surely lives (it waits for the maps), so a failure of PID 1 later is

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{As, Scratch, describe, run_sh, stdout_of, test_user};
+use common::{As, Scratch, describe, nucleus, run_sh, stdout_of, test_user};
 
 fn status_field(status: &str, key: &str) -> String {
     status
@@ -275,4 +275,49 @@ fn ro_bind_shows_a_host_directory_and_a_host_file_read_only() {
         std::fs::read_to_string(&file).expect("host file"),
         "[user]\n  name = host\n"
     );
+}
+
+/// The synthesized /etc comes from a cache entry when one can be made, and is built inside the
+/// sandbox when not (here: the cache location is a file); the sandbox sees the same either way.
+#[test]
+fn etc_is_the_same_with_and_without_its_cache() {
+    let scratch = Scratch::new(As::User);
+    let script = "cd /etc && ls -A && cat hosts passwd group resolv.conf && md5sum ld.so.cache && \
+                  ls ssl/certs | wc -l && (touch /etc/x 2>/dev/null && echo writable || echo read-only)";
+    let ctx = scratch.subdir("ctx");
+    let run = |cache_home: &std::path::Path| {
+        nucleus(As::User, scratch.path())
+            .env("XDG_CACHE_HOME", cache_home)
+            .arg("run")
+            .arg(&ctx)
+            .args(["--", "/bin/sh", "-c", script])
+            .output()
+            .expect("run")
+    };
+    let cached = run(&scratch.subdir("cache"));
+    let not_a_dir = scratch.path().join("not-a-dir");
+    std::fs::write(&not_a_dir, "").expect("write");
+    let built = run(&not_a_dir);
+    assert!(cached.status.success(), "{}", describe(&cached));
+    assert!(built.status.success(), "{}", describe(&built));
+    assert_eq!(stdout_of(&cached), stdout_of(&built));
+    assert!(stdout_of(&cached).contains("ld.so.cache\n"));
+    assert!(stdout_of(&cached).trim_end().ends_with("read-only"));
+    let entries = std::fs::read_dir(scratch.path().join("cache/nucleus/etc"))
+        .expect("the cache was used")
+        .count();
+    assert_eq!(entries, 1, "one entry, no temporary left");
+    // The audit log says which way each run went.
+    let mut sources = Vec::new();
+    for log in std::fs::read_dir(scratch.path().join("state/nucleus/audit")).expect("audit") {
+        let text = std::fs::read_to_string(log.expect("entry").path()).expect("read");
+        let line = text
+            .lines()
+            .find(|l| l.contains("\"root_filesystem\""))
+            .expect("a root_filesystem event");
+        let event: serde_json::Value = serde_json::from_str(line).expect("json");
+        sources.push(event["detail"]["etc_cache"].is_null());
+    }
+    sources.sort();
+    assert_eq!(sources, [false, true], "one cached run, one built");
 }

@@ -20,6 +20,7 @@ use serde_json::json;
 
 pub use error::{SetupError, Step};
 use error::{StepContext, StepResult};
+use rootfs::HostLayout;
 
 use crate::ipc::{self, AuditRecord, FromInit, ToInit};
 use crate::spec::{NetworkMode, SandboxSpec};
@@ -27,12 +28,18 @@ use crate::sys::process;
 
 /// Entry point of PID 1, in the child of `launcher::launch`'s clone: never returns.
 ///
+/// `host` is what the supervisor found on the host (and in the `/etc` cache) just before the clone.
 /// `stdio` holds the descriptors to install as stdin, stdout and stderr (None keeps the inherited one).
-pub fn start(spec: &SandboxSpec, ipc: OwnedFd, stdio: [Option<OwnedFd>; 3]) -> ! {
+pub fn start(
+    spec: &SandboxSpec,
+    host: &HostLayout,
+    ipc: OwnedFd,
+    stdio: [Option<OwnedFd>; 3],
+) -> ! {
     // A panic must not unwind into the supervisor's frames, which this process copied: their
     // destructors would act on the supervisor's files and cgroups.
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let ran = enter(spec, ipc.as_fd(), stdio).and_then(|()| pid1::run(spec, ipc.as_fd()));
+        let ran = enter(spec, ipc.as_fd(), stdio).and_then(|()| pid1::run(spec, host, ipc.as_fd()));
         match ran {
             Ok(code) => code,
             Err(err) => {

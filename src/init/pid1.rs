@@ -22,11 +22,11 @@ use crate::sys;
 
 /// Build the root, start the workload and supervise it; returns the workload's exit code. Runs
 /// after `super::enter`, as container root.
-pub fn run(spec: &SandboxSpec, ipc: BorrowedFd<'_>) -> StepResult<i32> {
+pub fn run(spec: &SandboxSpec, host: &HostLayout, ipc: BorrowedFd<'_>) -> StepResult<i32> {
     // Why: a non-dumpable PID 1 cannot be ptraced, and its /proc entries (fds!) are root-only.
     sys::process::set_non_dumpable().step(Step::DieWithParent, "prctl(PR_SET_DUMPABLE)")?;
 
-    build_root(spec, ipc)?;
+    build_root(spec, host, ipc)?;
     sethostname(&spec.hostname).step(Step::Hostname, "sethostname")?;
     if spec.network == NetworkMode::None {
         enter_network(ipc)?;
@@ -88,7 +88,7 @@ fn enter_network(ipc: BorrowedFd<'_>) -> StepResult<()> {
 }
 
 /// Assemble the new root under a staging tmpfs, then pivot into it and detach the host.
-fn build_root(spec: &SandboxSpec, ipc: BorrowedFd<'_>) -> StepResult<()> {
+fn build_root(spec: &SandboxSpec, host: &HostLayout, ipc: BorrowedFd<'_>) -> StepResult<()> {
     let none: Option<&str> = None;
     // Why: nothing we mount may propagate back to the host's mount namespace.
     mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
@@ -111,8 +111,7 @@ fn build_root(spec: &SandboxSpec, ipc: BorrowedFd<'_>) -> StepResult<()> {
     pivot_root("/tmp", "/tmp/oldroot").step(Step::StagingRoot, "pivot_root(staging)")?;
     chdir("/").step(Step::StagingRoot, "chdir /")?;
 
-    let host = HostLayout::probe(Path::new("/oldroot"));
-    let ops = rootfs::plan(spec, &host, Path::new("/oldroot"), Path::new("/newroot"));
+    let ops = rootfs::plan(spec, host, Path::new("/oldroot"), Path::new("/newroot"));
     // Why umask 0: the plan's modes are then applied as the files are created, with no chmod each.
     let inherited_umask = umask(Mode::empty());
     for op in &ops {
@@ -123,6 +122,7 @@ fn build_root(spec: &SandboxSpec, ipc: BorrowedFd<'_>) -> StepResult<()> {
     audit(
         "root_filesystem",
         json!({"operations": ops.len(), "system_dirs": host.system.iter().map(|(d, _)| d).collect::<Vec<_>>(),
+        "etc_cache": host.etc_cache,
         "tmp_size_bytes": spec.tmp_size_bytes, "proc_masked": rootfs::PROC_MASKED_FILES, "proc_read_only": rootfs::PROC_READ_ONLY}),
     );
 

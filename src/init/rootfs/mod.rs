@@ -87,32 +87,46 @@ pub struct HostLayout {
     pub etc: Vec<(String, HostEntry)>,
     /// The host's resolv.conf contents (used with `--net host`).
     pub resolv_conf: Vec<u8>,
+    /// A hash of the `etc` entries' metadata: what an `etc_cache` entry is named by.
+    pub etc_fingerprint: [u8; 32],
+    /// A prepared copy of the whole synthesized `/etc` at this host path (`etc_cache`): bound
+    /// instead of built.
+    pub etc_cache: Option<PathBuf>,
 }
 
 impl HostLayout {
     /// Look at the host through `host_root` (e.g. `/oldroot`).
     pub fn probe(host_root: &Path) -> Self {
         let under = |p: &str| host_root.join(p.trim_start_matches('/'));
-        let entry = |path: &Path| -> Option<HostEntry> {
+        let entry = |path: &Path| -> Option<(HostEntry, fs::Metadata)> {
             let meta = fs::symlink_metadata(path).ok()?;
-            if meta.file_type().is_symlink() {
-                fs::read_link(path).ok().map(HostEntry::Symlink)
+            let entry = if meta.file_type().is_symlink() {
+                HostEntry::Symlink(fs::read_link(path).ok()?)
             } else if meta.is_dir() {
-                Some(HostEntry::Dir)
+                HostEntry::Dir
             } else if meta.is_file() {
-                Some(HostEntry::File(meta.len()))
+                HostEntry::File(meta.len())
             } else {
-                None
-            }
+                return None;
+            };
+            Some((entry, meta))
         };
         let system = SYSTEM_DIRS
             .iter()
-            .filter_map(|d| entry(&under(d)).map(|e| (d.to_string(), e)))
+            .filter_map(|d| entry(&under(d)).map(|(e, _)| (d.to_string(), e)))
             .filter(|(_, e)| !matches!(e, HostEntry::File(_)))
             .collect();
+        let mut fingerprint = blake3::Hasher::new();
         let etc = ETC_ALLOWLIST
             .iter()
-            .filter_map(|name| entry(&under("/etc").join(name)).map(|e| (name.to_string(), e)))
+            .filter_map(|name| {
+                let (entry, meta) = entry(&under("/etc").join(name))?;
+                etc_cache::fingerprint(&mut fingerprint, name, &meta);
+                if let HostEntry::Symlink(target) = &entry {
+                    fingerprint.update(target.as_os_str().as_encoded_bytes());
+                }
+                Some((name.to_string(), entry))
+            })
             .collect();
         // resolv.conf is often a symlink into /run: read through it, never bind it.
         let resolv_conf = fs::read(under("/etc/resolv.conf")).unwrap_or_default();
@@ -120,6 +134,8 @@ impl HostLayout {
             system,
             etc,
             resolv_conf,
+            etc_fingerprint: *fingerprint.finalize().as_bytes(),
+            etc_cache: None,
         }
     }
 }
@@ -248,19 +264,30 @@ pub fn plan(spec: &SandboxSpec, host: &HostLayout, oldroot: &Path, newroot: &Pat
         path: new("/etc"),
         mode: 0o755,
     });
+    if let Some(cache) = &host.etc_cache {
+        ops.push(MountOp::BindReadOnly {
+            source: old(&cache.to_string_lossy()),
+            target: new("/etc"),
+        });
+    }
+    let build_etc = host.etc_cache.is_none();
     for (name, entry) in &host.etc {
         let path = new("/etc").join(name);
         match entry {
             HostEntry::Dir => {
-                ops.push(MountOp::Dir {
-                    path: path.clone(),
-                    mode: 0o755,
-                });
+                // A cache entry holds the mount point already.
+                if build_etc {
+                    ops.push(MountOp::Dir {
+                        path: path.clone(),
+                        mode: 0o755,
+                    });
+                }
                 ops.push(MountOp::BindReadOnly {
                     source: old("/etc").join(name),
                     target: path,
                 });
             }
+            _ if !build_etc => {}
             HostEntry::File(len) => ops.push(MountOp::CopyFile {
                 source: old("/etc").join(name),
                 target: path,
@@ -273,7 +300,10 @@ pub fn plan(spec: &SandboxSpec, host: &HostLayout, oldroot: &Path, newroot: &Pat
             }),
         }
     }
-    for (name, contents) in synthesized_etc(spec, host) {
+    for (name, contents) in synthesized_etc(spec, host)
+        .into_iter()
+        .filter(|_| build_etc)
+    {
         ops.push(MountOp::File {
             path: new("/etc").join(name),
             contents,
@@ -398,6 +428,7 @@ pub fn plan(spec: &SandboxSpec, host: &HostLayout, oldroot: &Path, newroot: &Pat
     ops
 }
 
+pub mod etc_cache;
 mod execute;
 
 pub use execute::execute;

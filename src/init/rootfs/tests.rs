@@ -63,6 +63,7 @@ fn host() -> HostLayout {
             ),
         ],
         resolv_conf: b"nameserver 10.0.0.1\n".to_vec(),
+        ..HostLayout::default()
     }
 }
 
@@ -204,4 +205,109 @@ fn dev_has_only_the_safe_nodes_and_its_own_devpts() {
     assert!(ops.contains(&MountOp::RemountReadOnly {
         target: "/newroot/dev".into()
     }));
+}
+
+#[test]
+fn a_cached_etc_is_one_read_only_bind_with_the_host_directories_bound_into_it() {
+    let mut host = host();
+    host.etc_cache = Some("/run/nucleus/etc/abc".into());
+    let ops = plan(
+        &spec(NetworkMode::None),
+        &host,
+        Path::new("/oldroot"),
+        Path::new("/newroot"),
+    );
+    assert!(ops.contains(&MountOp::BindReadOnly {
+        source: "/oldroot/run/nucleus/etc/abc".into(),
+        target: "/newroot/etc".into(),
+    }));
+    assert!(ops.contains(&MountOp::BindReadOnly {
+        source: "/oldroot/etc/ssl".into(),
+        target: "/newroot/etc/ssl".into(),
+    }));
+    let in_etc = |p: &Path| p.starts_with("/newroot/etc") && p != Path::new("/newroot/etc");
+    let created_in_etc = ops.iter().filter(|op| match op {
+        MountOp::Dir { path, .. } | MountOp::File { path, .. } => in_etc(path),
+        MountOp::CopyFile { target, .. } => in_etc(target),
+        MountOp::Symlink { link, .. } => in_etc(link),
+        _ => false,
+    });
+    assert_eq!(created_in_etc.count(), 0, "{ops:#?}");
+}
+
+mod etc_cache_entries {
+    use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    /// A host root with an allowlisted file, directory and symlink in its /etc.
+    fn fake_host() -> tempfile::TempDir {
+        let root = tempfile::tempdir().expect("tempdir");
+        let etc = root.path().join("etc");
+        fs::create_dir_all(etc.join("ssl/certs")).expect("mkdir");
+        fs::write(etc.join("ld.so.cache"), "cache v1").expect("write");
+        fs::write(etc.join("shadow"), "secret").expect("write");
+        std::os::unix::fs::symlink("../usr/lib/os-release", etc.join("os-release")).expect("ln");
+        root
+    }
+
+    fn open(cache: &Path, host_root: &Path) -> etc_cache::EtcCache {
+        let host = HostLayout::probe(host_root);
+        etc_cache::open(cache, &spec(NetworkMode::None), &host, host_root).expect("open")
+    }
+
+    #[test]
+    fn an_entry_holds_the_synthesized_etc_readable_by_all_whatever_the_umask() {
+        let (host_root, cache) = (fake_host(), tempfile::tempdir().expect("tempdir"));
+        let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+        let entry = open(cache.path(), host_root.path());
+        nix::sys::stat::umask(old);
+        let at = |name: &str| entry.dir.join(name);
+        assert_eq!(fs::read(at("ld.so.cache")).expect("copy"), b"cache v1");
+        assert_eq!(
+            fs::read_link(at("os-release")).expect("link"),
+            Path::new("../usr/lib/os-release")
+        );
+        assert_eq!(
+            fs::read_dir(at("ssl")).expect("dir").count(),
+            0,
+            "a mount point only"
+        );
+        assert!(
+            fs::read(at("passwd"))
+                .expect("passwd")
+                .starts_with(b"root:")
+        );
+        assert!(!at("shadow").exists(), "not on the allowlist");
+        for name in ["", "ld.so.cache", "ssl", "passwd", "hosts"] {
+            let mode = fs::metadata(at(name)).expect("stat").permissions().mode() & 0o777;
+            assert!(mode == 0o644 || mode == 0o755, "{name}: {mode:o}");
+        }
+    }
+
+    #[test]
+    fn an_entry_is_reused_until_the_host_changes_and_removed_once_unused() {
+        let (host_root, cache) = (fake_host(), tempfile::tempdir().expect("tempdir"));
+        let first = open(cache.path(), host_root.path());
+        let again = open(cache.path(), host_root.path());
+        assert_eq!(first.dir, again.dir);
+        let inode = |dir: &Path| fs::metadata(dir).expect("stat").ino();
+        assert_eq!(inode(&first.dir), inode(&again.dir), "not rebuilt");
+
+        fs::write(host_root.path().join("etc/ld.so.cache"), "cache v2").expect("write");
+        let second = open(cache.path(), host_root.path());
+        assert_ne!(second.dir, first.dir);
+        assert_eq!(
+            fs::read(second.dir.join("ld.so.cache")).expect("copy"),
+            b"cache v2"
+        );
+        assert!(first.dir.is_dir(), "still locked by a sandbox: kept");
+
+        let first_dir = first.dir.clone();
+        drop((first, again));
+        fs::write(host_root.path().join("etc/ld.so.cache"), "cache v3").expect("write");
+        let third = open(cache.path(), host_root.path());
+        assert!(!first_dir.exists(), "unused and stale: removed");
+        assert!(second.dir.is_dir(), "still locked: kept");
+        assert!(third.dir.is_dir());
+    }
 }

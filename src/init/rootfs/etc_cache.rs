@@ -1,0 +1,204 @@
+//! A prepared copy of the synthesized `/etc`, kept between runs, that PID 1 binds read-only instead
+//! of creating ~30 files in the sandbox (~0.8 ms of its start; docs/BENCHMARKS.md).
+//!
+//! An entry is named by a hash of everything its contents come from: the allowlisted host entries'
+//! metadata (device, inode, size, modification and change times, or a symlink's target), the
+//! synthesized files and a layout version. A changed host file therefore names a new entry; an
+//! entry is never changed once built. Entries are built in a temporary directory and renamed into
+//! place, so a reader sees a whole entry or none.
+//!
+//! Every sandbox holds a shared `flock` on its entry for its lifetime. When a new entry is built,
+//! the others are removed, but only those whose exclusive lock can be taken: no sandbox uses them.
+//! Any failure here only means PID 1 builds `/etc` itself, as without a cache.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+
+use super::{HostEntry, HostLayout, synthesized_etc};
+use crate::spec::SandboxSpec;
+
+/// Bump when what an entry holds changes shape.
+const LAYOUT_VERSION: &str = "etc-cache-1";
+
+/// An entry in use: its host path, and the shared lock that keeps it from removal.
+#[derive(Debug)]
+pub struct EtcCache {
+    /// The entry's directory on the host.
+    pub dir: PathBuf,
+    _lock: File,
+}
+
+/// Where entries live: `/run/nucleus/etc` for root (a tmpfs that the unprivileged id of container
+/// root can traverse), else `$XDG_RUNTIME_DIR/nucleus/etc`, else the XDG cache dir.
+pub fn default_root() -> Option<PathBuf> {
+    // SAFETY: geteuid has no arguments and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return Some(PathBuf::from("/run/nucleus/etc"));
+    }
+    if let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| Path::new(d).is_dir()) {
+        return Some(Path::new(&runtime).join("nucleus/etc"));
+    }
+    directories::ProjectDirs::from("", "", "nucleus").map(|d| d.cache_dir().join("etc"))
+}
+
+/// The fingerprint of one allowlisted host `/etc` entry, fed into an entry's name.
+pub(super) fn fingerprint(hasher: &mut blake3::Hasher, name: &str, meta: &fs::Metadata) {
+    hasher.update(name.as_bytes());
+    for n in [
+        meta.dev(),
+        meta.ino(),
+        meta.size(),
+        meta.mtime() as u64,
+        meta.mtime_nsec() as u64,
+        meta.ctime() as u64,
+        meta.ctime_nsec() as u64,
+        u64::from(meta.mode()),
+    ] {
+        hasher.update(&n.to_le_bytes());
+    }
+}
+
+/// The entry for this spec and host under `root`, built if missing and locked for the caller's
+/// lifetime. `host_root` is where the host's `/` is seen (`/` for the supervisor).
+pub fn open(
+    root: &Path,
+    spec: &SandboxSpec,
+    host: &HostLayout,
+    host_root: &Path,
+) -> io::Result<EtcCache> {
+    let name = entry_name(spec, host);
+    let dir = root.join(&name);
+    for _ in 0..3 {
+        match File::open(&dir) {
+            Ok(entry) => {
+                lock(&entry, libc::LOCK_SH)?;
+                // A collector may have removed it between our open and our lock.
+                if entry.metadata()?.nlink() > 0 {
+                    return Ok(EtcCache { dir, _lock: entry });
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                build(root, &name, spec, host, host_root)?;
+                collect_garbage(root, &name);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::other("the entry kept disappearing"))
+}
+
+fn entry_name(spec: &SandboxSpec, host: &HostLayout) -> String {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(LAYOUT_VERSION.as_bytes());
+    hasher.update(&host.etc_fingerprint);
+    for (name, contents) in synthesized_etc(spec, host) {
+        hasher.update(name.as_bytes());
+        hasher.update(&(contents.len() as u64).to_le_bytes());
+        hasher.update(&contents);
+    }
+    hasher.finalize().to_hex()[..32].to_owned()
+}
+
+/// Build the entry in a locked temporary directory and rename it into place.
+fn build(
+    root: &Path,
+    name: &str,
+    spec: &SandboxSpec,
+    host: &HostLayout,
+    host_root: &Path,
+) -> io::Result<()> {
+    make_dirs(root)?;
+    let tmp = root.join(format!(".tmp-{name}-{}", std::process::id()));
+    fs::create_dir(&tmp)?;
+    let guard = File::open(&tmp)?;
+    lock(&guard, libc::LOCK_EX)?;
+    let filled = fill(&tmp, spec, host, host_root).and_then(|()| {
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755))?;
+        fs::rename(&tmp, root.join(name))
+    });
+    if filled.is_err() {
+        // Lost a race to another builder (the entry exists now), or failed: either way ours goes.
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    match filled {
+        Err(e) if !root.join(name).is_dir() => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// What the sandbox's `/etc` holds, bar the host directories, which PID 1 binds onto the empty
+/// directories made here.
+fn fill(dir: &Path, spec: &SandboxSpec, host: &HostLayout, host_root: &Path) -> io::Result<()> {
+    let host_etc = host_root.join("etc");
+    for (name, entry) in &host.etc {
+        let path = dir.join(name);
+        match entry {
+            HostEntry::Dir => {
+                fs::create_dir(&path)?;
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o755))?;
+            }
+            HostEntry::File(_) => write_file(&path, &fs::read(host_etc.join(name))?)?,
+            HostEntry::Symlink(target) => symlink(target, &path)?,
+        }
+    }
+    for (name, contents) in synthesized_etc(spec, host) {
+        write_file(&dir.join(name), &contents)?;
+    }
+    Ok(())
+}
+
+fn write_file(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(path)?;
+    file.write_all(contents)?;
+    // Whatever the caller's umask: the sandbox's unprivileged root must read it.
+    file.set_permissions(fs::Permissions::from_mode(0o644))
+}
+
+/// Create `root` and its missing parents, each searchable by everyone (see `default_root`).
+fn make_dirs(root: &Path) -> io::Result<()> {
+    if root.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = root.parent() {
+        make_dirs(parent)?;
+    }
+    match fs::create_dir(root) {
+        Ok(()) => fs::set_permissions(root, fs::Permissions::from_mode(0o755)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Remove every entry but `keep` that no sandbox holds, and temporary ones no builder holds.
+fn collect_garbage(root: &Path, keep: &str) {
+    let Ok(entries) = fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if entry.file_name() == keep || !path.is_dir() {
+            continue;
+        }
+        let Ok(dir) = File::open(&path) else {
+            continue;
+        };
+        if lock(&dir, libc::LOCK_EX | libc::LOCK_NB).is_ok() {
+            let _ = fs::remove_dir_all(&path);
+        }
+    }
+}
+
+fn lock(file: &File, how: libc::c_int) -> io::Result<()> {
+    // SAFETY: flock on a descriptor we own; it changes nothing but the lock.
+    if unsafe { libc::flock(file.as_raw_fd(), how) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
