@@ -5,7 +5,7 @@ use std::cell::Cell;
 use std::fmt;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use nix::sched::{CloneFlags, setns, unshare};
@@ -214,47 +214,36 @@ pub fn launch(
 
 /// Create the sandbox's network namespace, with loopback up, in a helper process.
 ///
-/// Why a helper: creating a network namespace costs ~0.8 ms, and PID 1 needs it only when it starts
-/// the workload. The helper does it while PID 1 builds the root. It joins PID 1's user namespace
-/// first, so the namespace is owned by it (PID 1 may then `setns` into it, and nothing else can),
-/// hands it over and exits; the supervisor reaps it before starting any thread.
+/// Why a helper: a process can join PID 1's user namespace, so that the network namespace it
+/// creates is owned by it (PID 1 may then `setns` into it, and nothing else can), but never leave
+/// it again. Why now, from here: creating one costs ~0.8 ms, which PID 1 would otherwise pay
+/// itself; this way it is done while PID 1 builds the root.
+///
+/// The helper shares our memory and descriptors until it exits, and we sleep meanwhile
+/// (`spawn_sharing_memory`): no copy of this process is made, and the namespace's descriptor is
+/// in our table when it is done. Nothing untrusted coexists with it: the workload starts only
+/// after PID 1 has the namespace, which it gets once the helper is gone.
 fn create_network(userns: BorrowedFd<'_>) -> Result<OwnedFd, LaunchError> {
-    let fail = |what: &str, e: io::Error| LaunchError::Network(format!("{what}: {e}"));
-    let (ours, theirs) = ipc::channel().map_err(LaunchError::Channel)?;
-    let helper = process::clone_into_namespaces(0).map_err(|e| fail("clone", e))?;
-    if helper == 0 {
-        drop(ours);
-        // As in PID 1: a panic must not unwind into the supervisor's frames this process copied.
-        let reported = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            match network_helper(userns, theirs.as_fd()) {
-                Ok(netns) => ipc::send(theirs.as_fd(), &Ok::<(), String>(()), Some(netns.as_fd())),
-                Err(e) => ipc::send(theirs.as_fd(), &Err::<(), String>(e), None),
-            }
-            .is_ok()
-        }));
-        process::exit_now(if reported.unwrap_or(false) { 0 } else { 125 });
-    }
-    drop(theirs);
-    let received = ipc::recv::<Result<(), String>>(ours.as_fd());
+    let mut made: Option<Result<OwnedFd, String>> = None;
+    let report = &mut made;
+    let helper = process::spawn_sharing_memory(move || {
+        *report = Some(network_helper(userns));
+        process::exit_now(0)
+    })
+    .map_err(|e| LaunchError::Network(format!("clone: {e}")))?;
     let _ = waitpid(Pid::from_raw(helper), None);
-    match received {
-        Ok(Some((Ok(()), Some(netns)))) => Ok(netns),
-        Ok(Some((Err(e), _))) => Err(LaunchError::Network(e)),
-        Ok(_) => Err(LaunchError::Network(
+    match made {
+        Some(Ok(netns)) => Ok(netns),
+        Some(Err(e)) => Err(LaunchError::Network(e)),
+        None => Err(LaunchError::Network(
             "the helper exited without a report".into(),
         )),
-        Err(e) => Err(fail("reading the helper's report", e)),
     }
 }
 
-/// The helper's steps (in the clone): returns the new network namespace.
-fn network_helper(userns: BorrowedFd<'_>, report: BorrowedFd<'_>) -> Result<OwnedFd, String> {
+/// The helper's steps: returns the new network namespace.
+fn network_helper(userns: BorrowedFd<'_>) -> Result<OwnedFd, String> {
     let step = |what: &'static str| move |e: io::Error| format!("{what}: {e}");
-    process::die_with_parent(report).map_err(step("PR_SET_PDEATHSIG"))?;
-    process::close_fds_except(3, &[userns.as_raw_fd(), report.as_raw_fd()])
-        .map_err(step("close_range"))?;
-    // Why: once in the sandbox's user namespace, its root could otherwise ptrace this process.
-    process::set_non_dumpable().map_err(step("PR_SET_DUMPABLE"))?;
     setns(userns, CloneFlags::CLONE_NEWUSER).map_err(|e| step("setns(user)")(e.into()))?;
     unshare(CloneFlags::CLONE_NEWNET).map_err(|e| step("unshare(CLONE_NEWNET)")(e.into()))?;
     crate::sys::net::loopback_up().map_err(step("SIOCSIFFLAGS lo"))?;
