@@ -28,11 +28,9 @@ fn logged_by_child_to(
 ) -> Option<(String, String)> {
     if let Some(dir) = std::env::var_os(CHILD_DIR) {
         let to_terminal = std::env::var_os(CHILD_TERMINAL).is_some();
-        let guard = logging::init_in(Path::new(&dir), 1, to_terminal).expect("log file opens");
+        logging::init_in(Path::new(&dir), 1, to_terminal).expect("log file opens");
         tracing::info!("telemetry-info-marker");
         tracing::debug!("telemetry-debug-marker");
-        // Dropping the guard flushes the non-blocking writer.
-        drop(guard);
         return None;
     }
     let dir = tempfile::tempdir().expect("tempdir");

@@ -253,7 +253,7 @@ fn supervise(
                "warnings": seccomp.warnings, "allow_ptrace": spec.seccomp.allow_ptrace}),
     ));
     // Set up after the launch, while PID 1 builds the sandbox.
-    let _log = crate::telemetry::logging::init(verbose, false);
+    crate::telemetry::logging::init(verbose, false);
     let mut copiers = pipe_copiers(&mut sandbox);
 
     let console_master: Arc<Mutex<Option<OwnedFd>>> = Arc::default();

@@ -3,7 +3,6 @@
 use std::io;
 use std::path::Path;
 
-use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_appender::rolling::{Builder, Rotation};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt;
@@ -24,16 +23,16 @@ pub fn level_for(verbosity: u8) -> &'static str {
     }
 }
 
-/// Install the global subscriber; keep the guard alive until exit so buffered lines are written.
+/// Install the global subscriber. Returns None when no log file could be opened.
 ///
 /// `RUST_LOG` overrides the `-v` level. With `to_terminal` false (a proxied console owns the
-/// terminal) nothing is ever written to stderr. Returns None when no log file could be opened.
-pub fn init(verbosity: u8, to_terminal: bool) -> Option<WorkerGuard> {
+/// terminal) nothing is ever written to stderr.
+pub fn init(verbosity: u8, to_terminal: bool) -> Option<()> {
     init_in(&log_dir(), verbosity, to_terminal)
 }
 
 /// Like `init`, with the log files in `dir` instead of the state dir.
-pub fn init_in(dir: &Path, verbosity: u8, to_terminal: bool) -> Option<WorkerGuard> {
+pub fn init_in(dir: &Path, verbosity: u8, to_terminal: bool) -> Option<()> {
     let filter = || {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level_for(verbosity)))
     };
@@ -46,21 +45,16 @@ pub fn init_in(dir: &Path, verbosity: u8, to_terminal: bool) -> Option<WorkerGua
             .build(dir)
             .ok()
     });
-    let (file_layer, guard) = match appender {
-        Some(appender) => {
-            // Why a small buffer: the default holds 128,000 lines, and allocating it costs ~1 ms of
-            // page faults at every start. Diagnostics that outrun 1,024 lines are dropped, not blocked.
-            let (writer, guard) = NonBlockingBuilder::default()
-                .buffered_lines_limit(1024)
-                .finish(appender);
-            let layer = fmt::layer()
-                .with_writer(writer)
-                .with_ansi(false)
-                .with_filter(filter());
-            (Some(layer), Some(guard))
-        }
-        None => (None, None),
-    };
+    let opened = appender.is_some();
+    // Why the appender itself, not its non-blocking writer: at the default level a run logs next
+    // to nothing, and the non-blocking writer's thread cost a spawn at every start and a join at
+    // every exit, on the path to the exit status. Each line is one write(2) by the thread that logs.
+    let file_layer = appender.map(|appender| {
+        fmt::layer()
+            .with_writer(appender)
+            .with_ansi(false)
+            .with_filter(filter())
+    });
     let term_layer =
         to_terminal.then(|| fmt::layer().with_writer(io::stderr).with_filter(filter()));
     // A second init (tests, or a frontend that already set one) keeps the first subscriber.
@@ -68,5 +62,5 @@ pub fn init_in(dir: &Path, verbosity: u8, to_terminal: bool) -> Option<WorkerGua
         .with(file_layer)
         .with(term_layer)
         .try_init();
-    guard
+    opened.then_some(())
 }
