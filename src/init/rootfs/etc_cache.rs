@@ -16,6 +16,7 @@ use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{HostEntry, HostLayout, synthesized_etc};
 use crate::spec::SandboxSpec;
@@ -44,8 +45,19 @@ pub fn default_root() -> Option<PathBuf> {
     directories::ProjectDirs::from("", "", "nucleus").map(|d| d.cache_dir().join("etc"))
 }
 
-/// The fingerprint of one allowlisted host `/etc` entry, fed into an entry's name.
-pub(super) fn fingerprint(hasher: &mut blake3::Hasher, name: &str, meta: &fs::Metadata) {
+/// How long after its last change a file's metadata is not trusted to tell its contents apart:
+/// file times move in clock ticks, so two writes of the same size within one tick look alike.
+const RACY: Duration = Duration::from_secs(2);
+
+/// The fingerprint of one allowlisted host `/etc` entry at `path`, fed into an entry's name: its
+/// metadata, and its contents too while it changed too recently for the metadata to tell (as git
+/// does for "racy" files).
+pub(super) fn fingerprint(
+    hasher: &mut blake3::Hasher,
+    name: &str,
+    path: &Path,
+    meta: &fs::Metadata,
+) {
     hasher.update(name.as_bytes());
     for n in [
         meta.dev(),
@@ -58,6 +70,14 @@ pub(super) fn fingerprint(hasher: &mut blake3::Hasher, name: &str, meta: &fs::Me
         u64::from(meta.mode()),
     ] {
         hasher.update(&n.to_le_bytes());
+    }
+    let changed = UNIX_EPOCH + Duration::new(meta.ctime().max(0) as u64, meta.ctime_nsec() as u32);
+    let recent = SystemTime::now()
+        .duration_since(changed)
+        .map_or(true, |age| age < RACY);
+    if meta.is_file() && recent {
+        // Unreadable now: the name changes anyway, and the build fails and falls back.
+        hasher.update(&read_regular(path).unwrap_or_default());
     }
 }
 
@@ -140,7 +160,7 @@ fn fill(dir: &Path, spec: &SandboxSpec, host: &HostLayout, host_root: &Path) -> 
                 fs::create_dir(&path)?;
                 fs::set_permissions(&path, fs::Permissions::from_mode(0o755))?;
             }
-            HostEntry::File(_) => write_file(&path, &fs::read(host_etc.join(name))?)?,
+            HostEntry::File(_) => write_file(&path, &read_regular(&host_etc.join(name))?)?,
             HostEntry::Symlink(target) => symlink(target, &path)?,
         }
     }
@@ -148,6 +168,24 @@ fn fill(dir: &Path, spec: &SandboxSpec, host: &HostLayout, host_root: &Path) -> 
         write_file(&dir.join(name), &contents)?;
     }
     Ok(())
+}
+
+/// The contents of a regular file, never a symlink's target: the probe saw a regular file, and a
+/// symlink swapped in since must not copy, say, `/etc/shadow` under another name.
+fn read_regular(path: &Path) -> io::Result<Vec<u8>> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other(format!(
+            "{} is no longer a regular file",
+            path.display()
+        )));
+    }
+    let mut contents = Vec::new();
+    io::Read::read_to_end(&mut file, &mut contents)?;
+    Ok(contents)
 }
 
 fn write_file(path: &Path, contents: &[u8]) -> io::Result<()> {

@@ -4,6 +4,7 @@
 //! root is assembled under `/newroot` (see `pid1::build_root`).
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::spec::{NetworkMode, SandboxSpec};
@@ -104,7 +105,9 @@ impl HostLayout {
                 HostEntry::Symlink(fs::read_link(path).ok()?)
             } else if meta.is_dir() {
                 HostEntry::Dir
-            } else if meta.is_file() {
+            } else if meta.is_file() && meta.permissions().mode() & 0o004 != 0 {
+                // Only what anyone on the host may read: the copy is readable by the sandbox (and
+                // by every user, in a cache entry), whoever made it.
                 HostEntry::File(meta.len())
             } else {
                 return None;
@@ -120,8 +123,9 @@ impl HostLayout {
         let etc = ETC_ALLOWLIST
             .iter()
             .filter_map(|name| {
-                let (entry, meta) = entry(&under("/etc").join(name))?;
-                etc_cache::fingerprint(&mut fingerprint, name, &meta);
+                let path = under("/etc").join(name);
+                let (entry, meta) = entry(&path)?;
+                etc_cache::fingerprint(&mut fingerprint, name, &path, &meta);
                 if let HostEntry::Symlink(target) = &entry {
                     fingerprint.update(target.as_os_str().as_encoded_bytes());
                 }

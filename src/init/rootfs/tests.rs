@@ -246,6 +246,10 @@ mod etc_cache_entries {
         fs::create_dir_all(etc.join("ssl/certs")).expect("mkdir");
         fs::write(etc.join("ld.so.cache"), "cache v1").expect("write");
         fs::write(etc.join("shadow"), "secret").expect("write");
+        // Allowlisted, but readable by its owner only: never copied where others could read it.
+        fs::write(etc.join("gitconfig"), "[user] token = x").expect("write");
+        fs::set_permissions(etc.join("gitconfig"), fs::Permissions::from_mode(0o600))
+            .expect("chmod");
         std::os::unix::fs::symlink("../usr/lib/os-release", etc.join("os-release")).expect("ln");
         root
     }
@@ -278,6 +282,10 @@ mod etc_cache_entries {
                 .starts_with(b"root:")
         );
         assert!(!at("shadow").exists(), "not on the allowlist");
+        assert!(
+            !at("gitconfig").exists(),
+            "not readable by everyone on the host"
+        );
         for name in ["", "ld.so.cache", "ssl", "passwd", "hosts"] {
             let mode = fs::metadata(at(name)).expect("stat").permissions().mode() & 0o777;
             assert!(mode == 0o644 || mode == 0o755, "{name}: {mode:o}");
@@ -293,6 +301,7 @@ mod etc_cache_entries {
         let inode = |dir: &Path| fs::metadata(dir).expect("stat").ino();
         assert_eq!(inode(&first.dir), inode(&again.dir), "not rebuilt");
 
+        // Same size, likely within the same clock tick: told apart by content while recent.
         fs::write(host_root.path().join("etc/ld.so.cache"), "cache v2").expect("write");
         let second = open(cache.path(), host_root.path());
         assert_ne!(second.dir, first.dir);
