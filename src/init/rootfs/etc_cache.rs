@@ -96,9 +96,16 @@ pub fn open(
             Ok(entry) => {
                 lock(&entry, libc::LOCK_SH)?;
                 // A collector may have removed it between our open and our lock.
-                if entry.metadata()?.nlink() > 0 {
-                    return Ok(EtcCache { dir, _lock: entry });
+                if entry.metadata()?.nlink() == 0 {
+                    continue;
                 }
+                if !spec.id_map.rootless && !searchable_by_others(&dir) {
+                    return Err(io::Error::other(format!(
+                        "{} is out of reach of the sandbox's root",
+                        dir.display()
+                    )));
+                }
+                return Ok(EtcCache { dir, _lock: entry });
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 build(root, &name, spec, host, host_root)?;
@@ -199,19 +206,24 @@ fn write_file(path: &Path, contents: &[u8]) -> io::Result<()> {
     file.set_permissions(fs::Permissions::from_mode(0o644))
 }
 
-/// Create `root` and its missing parents, each searchable by everyone (see `default_root`).
+/// Create `root` (and missing parents, with the usual modes); `root` and its parent, nucleus's own,
+/// become searchable by everyone (see `default_root`).
 fn make_dirs(root: &Path) -> io::Result<()> {
     if root.is_dir() {
         return Ok(());
     }
-    if let Some(parent) = root.parent() {
-        make_dirs(parent)?;
+    fs::create_dir_all(root)?;
+    for dir in [root.parent(), Some(root)].into_iter().flatten() {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
     }
-    match fs::create_dir(root) {
-        Ok(()) => fs::set_permissions(root, fs::Permissions::from_mode(0o755)),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
-    }
+    Ok(())
+}
+
+/// Whether every directory from `/` down to `dir` lets others search it: PID 1 binds the entry as
+/// container root, which is an unprivileged host id when nucleus runs as root.
+fn searchable_by_others(dir: &Path) -> bool {
+    dir.ancestors()
+        .all(|d| fs::metadata(d).is_ok_and(|m| m.mode() & 0o001 != 0))
 }
 
 /// Remove every entry but `keep` that no sandbox holds, and temporary ones no builder holds.

@@ -293,6 +293,23 @@ mod etc_cache_entries {
     }
 
     #[test]
+    fn as_root_an_entry_others_cannot_reach_is_not_used() {
+        let (host_root, cache) = (fake_host(), tempfile::tempdir().expect("tempdir"));
+        let private = cache.path().join("private");
+        fs::create_dir(&private).expect("mkdir");
+        fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).expect("chmod");
+        let mut as_root = spec(NetworkMode::None);
+        as_root.id_map.rootless = false;
+        let host = HostLayout::probe(host_root.path());
+        let root = private.join("nucleus/etc");
+        let refused = etc_cache::open(&root, &as_root, &host, host_root.path());
+        assert!(refused.is_err(), "container root is `nobody` on the host");
+        fs::set_permissions(&private, fs::Permissions::from_mode(0o711)).expect("chmod");
+        // The temp dir's own ancestors (/tmp) let others search.
+        etc_cache::open(&root, &as_root, &host, host_root.path()).expect("reachable now");
+    }
+
+    #[test]
     fn an_entry_is_reused_until_the_host_changes_and_removed_once_unused() {
         let (host_root, cache) = (fake_host(), tempfile::tempdir().expect("tempdir"));
         let first = open(cache.path(), host_root.path());
