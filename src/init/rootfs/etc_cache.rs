@@ -32,8 +32,9 @@ pub struct EtcCache {
     _lock: File,
 }
 
-/// Where entries live: `/run/nucleus/etc` for root (a tmpfs that the unprivileged id of container
-/// root can traverse), else `$XDG_RUNTIME_DIR/nucleus/etc`, else the XDG cache dir.
+/// Where entries live: `/run/nucleus/etc` for root (system runtime state, where the unprivileged
+/// host id of container root can search), else `$XDG_RUNTIME_DIR/nucleus/etc`, else the XDG cache
+/// dir.
 pub fn default_root() -> Option<PathBuf> {
     // SAFETY: geteuid has no arguments and cannot fail.
     if unsafe { libc::geteuid() } == 0 {

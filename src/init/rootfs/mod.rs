@@ -96,7 +96,7 @@ pub struct HostLayout {
 }
 
 impl HostLayout {
-    /// Look at the host through `host_root` (e.g. `/oldroot`).
+    /// Look at the host through `host_root` (`/` for the supervisor).
     pub fn probe(host_root: &Path) -> Self {
         let under = |p: &str| host_root.join(p.trim_start_matches('/'));
         let entry = |path: &Path| -> Option<(HostEntry, fs::Metadata)> {
