@@ -21,4 +21,4 @@ if [ ! -d "$SRC" ]; then
 fi
 (cd "$ROOT" && cargo build --release --quiet --example snapshot_bench --bin nucleus)
 exec unshare --mount --propagation private -- python3 "$ROOT/bench/context_bench.py" \
-    "$SRC" "$BENCH_DIR/mnt" "$ROOT/target/release" "$RUNS"
+    "$SRC" "$BENCH_DIR/mnt" "$ROOT/target/$(rustc -vV | sed -n 's/^host: //p')/release" "$RUNS"

@@ -13,7 +13,8 @@ BIG=$BENCH_DIR/src-30000-500
 SMALL=$BENCH_DIR/small
 mkdir -p "$SMALL" && echo hi > "$SMALL/README"
 (cd "$ROOT" && cargo build --release --quiet --bin nucleus)
-exec python3 - "$ROOT/target/release/nucleus" "$SMALL" "$BIG" "$RUNS" <<'PY'
+# .cargo/config.toml builds for the host triple (static-pie): the binary is under target/<triple>/.
+exec python3 - "$ROOT/target/$(rustc -vV | sed -n 's/^host: //p')/release/nucleus" "$SMALL" "$BIG" "$RUNS" <<'PY'
 import statistics, subprocess, sys, time
 nucleus, small, big, runs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 cases = [("lazy, 1 file", small, "lazy"), ("lazy, 30,000 files / 524 MB", big, "lazy"),

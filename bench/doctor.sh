@@ -21,10 +21,11 @@ nucleus = { path = "$repo" }
 debug = false
 TOML
 cp "$repo/bench/doctor_probes.rs" "$work/src/main.rs"
-cargo build --quiet --release --manifest-path "$work/Cargo.toml"
+# Built from its own directory, so the checkout's .cargo/config.toml does not apply to it.
+(cd "$work" && cargo build --quiet --release)
 "$work/target/release/doctor-bench" "$n"
-cargo build --quiet --release --manifest-path "$repo/Cargo.toml"
-bin="$repo/target/release/nucleus"
+(cd "$repo" && cargo build --quiet --release)
+bin="$repo/target/$(rustc -vV | sed -n 's/^host: //p')/release/nucleus"
 runs=$(( n / 10 + 1 ))
 start=$(date +%s%N)
 i=0

@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 runs=${1:-100}
 rounds=${2:-3}
 cargo build --release --quiet
-bin=$PWD/target/release/nucleus
+# .cargo/config.toml builds for the host triple (static-pie): the binary is under target/<triple>/.
+bin=$PWD/target/$(rustc -vV | sed -n 's/^host: //p')/release/nucleus
 ctx=$(mktemp -d)
 chmod 755 "$ctx"  # as root the sandbox runs as nobody, which must be able to read the context
 out=$(mktemp -d)

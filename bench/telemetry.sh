@@ -23,7 +23,8 @@ tempfile = "3"
 debug = false
 TOML
 cp "$repo/bench/telemetry_idle.rs" "$work/src/main.rs"
-cargo build --quiet --release --manifest-path "$work/Cargo.toml"
+# Built from its own directory, so the checkout's .cargo/config.toml does not apply to it.
+(cd "$work" && cargo build --quiet --release)
 bin="$work/target/release/telemetry-bench"
 "$bin" cgroup "$secs" "$interval"
 "$bin" proc "$secs" "$interval"
