@@ -1,0 +1,35 @@
+#!/usr/bin/env python3
+"""Time commands interleaved run by run, so that this VM's drift over minutes falls on all alike.
+
+Usage: interleaved.py RUNS BASELINE_NAME NAME=COMMAND...   (COMMAND split on spaces)
+Each iteration runs every command once (posix_spawn, stdout to /dev/null, then waitpid); the first
+5 iterations are warm-ups. Prints a markdown table of medians and each median's ratio to BASELINE's.
+"""
+import os
+import statistics
+import sys
+import time
+
+runs, baseline = int(sys.argv[1]), sys.argv[2]
+commands = [spec.split("=", 1) for spec in sys.argv[3:]]
+times = {name: [] for name, _ in commands}
+devnull = os.open("/dev/null", os.O_RDWR)
+for iteration in range(runs + 5):
+    for name, command in commands:
+        argv = command.split()
+        start = time.perf_counter_ns()
+        pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=[(os.POSIX_SPAWN_DUP2, devnull, 1)])
+        _, status = os.waitpid(pid, 0)
+        elapsed = (time.perf_counter_ns() - start) / 1e6
+        if os.waitstatus_to_exitcode(status) != 0:
+            sys.exit(f"{name} failed: {command}")
+        if iteration >= 5:
+            times[name].append(elapsed)
+base = statistics.median(times[baseline])
+print(f"{runs} runs each, interleaved\n")
+print("| command | median (ms) | p25–p75 (ms) | × " + baseline + " |")
+print("|---|---:|---:|---:|")
+for name, _ in commands:
+    t = times[name]
+    q = statistics.quantiles(t, n=4)
+    print(f"| `{name}` | {statistics.median(t):.2f} | {q[0]:.2f}–{q[2]:.2f} | {statistics.median(t) / base:.2f} |")
