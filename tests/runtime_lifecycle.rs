@@ -223,7 +223,9 @@ fn normal_exit_leaves_no_process_or_cgroup() {
 
 /// Without a cgroup nucleus does not wait for PID 1's own exit (the kernel unmounting its root);
 /// but by the time it returns, every other process of the sandbox is gone: nothing left running
-/// writes to the context any more.
+/// writes to the context any more. (PID 1 kills and reaps them before it reports; the kernel's own
+/// kill at PID 1's exit comes less than a millisecond later, so this checks the guarantee, and
+/// would catch a supervisor that returned early, rather than pinning the mechanism.)
 #[test]
 fn without_a_cgroup_nothing_but_an_exiting_pid_1_outlives_nucleus() {
     let scratch = Scratch::new(As::Root);
