@@ -245,6 +245,9 @@ mod etc_cache_entries {
         let etc = root.path().join("etc");
         fs::create_dir_all(etc.join("ssl/certs")).expect("mkdir");
         fs::write(etc.join("ld.so.cache"), "cache v1").expect("write");
+        // Explicit: only world-readable files are copied, whatever umask the test runs under.
+        fs::set_permissions(etc.join("ld.so.cache"), fs::Permissions::from_mode(0o644))
+            .expect("chmod");
         fs::write(etc.join("shadow"), "secret").expect("write");
         // Allowlisted, but readable by its owner only: never copied where others could read it.
         fs::write(etc.join("gitconfig"), "[user] token = x").expect("write");
@@ -260,11 +263,11 @@ mod etc_cache_entries {
     }
 
     #[test]
-    fn an_entry_holds_the_synthesized_etc_readable_by_all_whatever_the_umask() {
+    fn an_entry_holds_the_synthesized_etc_readable_by_all() {
+        // (The process umask is not changed here to prove the explicit modes: tests run in
+        // parallel threads, and another test's files would get it.)
         let (host_root, cache) = (fake_host(), tempfile::tempdir().expect("tempdir"));
-        let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
         let entry = open(cache.path(), host_root.path());
-        nix::sys::stat::umask(old);
         let at = |name: &str| entry.dir.join(name);
         assert_eq!(fs::read(at("ld.so.cache")).expect("copy"), b"cache v1");
         assert_eq!(
@@ -295,6 +298,7 @@ mod etc_cache_entries {
     #[test]
     fn as_root_an_entry_others_cannot_reach_is_not_used() {
         let (host_root, cache) = (fake_host(), tempfile::tempdir().expect("tempdir"));
+        fs::set_permissions(cache.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
         let private = cache.path().join("private");
         fs::create_dir(&private).expect("mkdir");
         fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).expect("chmod");
@@ -305,7 +309,7 @@ mod etc_cache_entries {
         let refused = etc_cache::open(&root, &as_root, &host, host_root.path());
         assert!(refused.is_err(), "container root is `nobody` on the host");
         fs::set_permissions(&private, fs::Permissions::from_mode(0o711)).expect("chmod");
-        // The temp dir's own ancestors (/tmp) let others search.
+        // The temp dir and its ancestors (/tmp) let others search.
         etc_cache::open(&root, &as_root, &host, host_root.path()).expect("reachable now");
     }
 
