@@ -8,7 +8,8 @@
 //! place, so a reader sees a whole entry or none.
 //!
 //! Every sandbox holds a shared `flock` on its entry for its lifetime. When a new entry is built,
-//! the others are removed, but only those whose exclusive lock can be taken: no sandbox uses them.
+//! the others are removed, but only those built over 15 minutes ago whose exclusive lock can be
+//! taken: no sandbox uses them.
 //! Any failure here only means PID 1 builds `/etc` itself, as without a cache.
 
 use std::fs::{self, File, OpenOptions};
@@ -227,14 +228,27 @@ fn searchable_by_others(dir: &Path) -> bool {
         .all(|d| fs::metadata(d).is_ok_and(|m| m.mode() & 0o001 != 0))
 }
 
-/// Remove every entry but `keep` that no sandbox holds, and temporary ones no builder holds.
+/// How old an entry must be before a collector may remove it. Why not at once: entries of other
+/// variants (`--net host` has its own `resolv.conf`) are still current, and runs that alternate
+/// between them would otherwise rebuild one another's entries every time.
+const KEEP_UNUSED: Duration = Duration::from_secs(15 * 60);
+
+/// Remove every entry but `keep` that no sandbox holds and that was built more than `KEEP_UNUSED`
+/// ago, and temporary ones no builder holds.
 fn collect_garbage(root: &Path, keep: &str) {
     let Ok(entries) = fs::read_dir(root) else {
         return;
     };
+    let now = SystemTime::now();
     for entry in entries.flatten() {
         let path = entry.path();
-        if entry.file_name() == keep || !path.is_dir() {
+        let young = fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .is_ok_and(|built| {
+                now.duration_since(built)
+                    .map_or(true, |age| age < KEEP_UNUSED)
+            });
+        if entry.file_name() == keep || !path.is_dir() || young {
             continue;
         }
         let Ok(dir) = File::open(&path) else {

@@ -336,8 +336,19 @@ mod etc_cache_entries {
         drop((first, again));
         fs::write(host_root.path().join("etc/ld.so.cache"), "cache v3").expect("write");
         let third = open(cache.path(), host_root.path());
-        assert!(!first_dir.exists(), "unused and stale: removed");
+        assert!(first_dir.is_dir(), "unused, but built moments ago: kept");
+
+        // An hour on, unused: the next build removes it; the locked one stays whatever its age.
+        let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for dir in [&first_dir, &second.dir] {
+            fs::File::open(dir)
+                .and_then(|d| d.set_modified(an_hour_ago))
+                .expect("age it");
+        }
+        fs::write(host_root.path().join("etc/ld.so.cache"), "cache v4").expect("write");
+        let fourth = open(cache.path(), host_root.path());
+        assert!(!first_dir.exists(), "unused and old: removed");
         assert!(second.dir.is_dir(), "still locked: kept");
-        assert!(third.dir.is_dir());
+        assert!(third.dir.is_dir() && fourth.dir.is_dir());
     }
 }
