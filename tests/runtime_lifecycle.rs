@@ -84,14 +84,21 @@ fn a_step_failing_inside_the_sandbox_is_reported_with_its_step_and_hint() {
     }
 }
 
-/// Start `nucleus run -- sh -c SCRIPT` and wait until it prints "ready".
+/// Start `nucleus run -- sh -c SCRIPT` with a cgroup and wait until it prints "ready".
 fn start_ready(scratch: &Scratch, script: &str) -> std::process::Child {
-    let ctx = scratch.subdir("ctx");
     // A pid limit makes nucleus create a cgroup, whose removal the tests check.
+    start_ready_with(scratch, &["--pids", "256"], script)
+}
+
+/// Start `nucleus run OPTIONS -- sh -c SCRIPT`, its stdin a pipe, and wait until it prints "ready".
+fn start_ready_with(scratch: &Scratch, options: &[&str], script: &str) -> std::process::Child {
+    let ctx = scratch.subdir("ctx");
     let mut child = nucleus(As::Root, scratch.path())
         .arg("run")
         .arg(&ctx)
-        .args(["--pids", "256", "--", "/bin/sh", "-c", script])
+        .args(options)
+        .args(["--", "/bin/sh", "-c", script])
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -237,20 +244,7 @@ fn without_a_cgroup_nothing_but_an_exiting_pid_1_outlives_nucleus() {
         .expect("chmod");
     let script =
         "while :; do echo x >> /context/trail; done & sleep 1000 & echo ready; read line || exit 0";
-    let mut child = nucleus(As::Root, scratch.path())
-        .arg("run")
-        .arg(&ctx)
-        .args(["--writable", "--", "/bin/sh", "-c", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read");
-    assert_eq!(line.trim(), "ready");
+    let mut child = start_ready_with(&scratch, &["--writable"], script);
     let sandbox = descendants(child.id());
     assert!(
         sandbox.len() >= 4,

@@ -12,19 +12,13 @@ use std::process::{Child, Command};
 /// Only call this while the process is single-threaded (see `thread_count`): the child may then run
 /// any code, allocation included, because no other thread held a lock at the moment of the copy.
 pub fn clone_into_namespaces(flags: libc::c_int) -> io::Result<libc::pid_t> {
-    fork_like_clone(flags as libc::c_ulong)
-}
-
-/// `clone(2)` with `flags | SIGCHLD`, without CLONE_VM and without a new stack. Callers are
-/// single-threaded and pass no CLONE_VM.
-fn fork_like_clone(flags: libc::c_ulong) -> io::Result<libc::pid_t> {
-    debug_assert_eq!(flags & libc::CLONE_VM as libc::c_ulong, 0);
+    debug_assert_eq!(flags & libc::CLONE_VM, 0);
     // SAFETY: without CLONE_VM the child gets a copy-on-write copy of memory, exactly like fork; a
     // NULL stack means "continue on the copied stack". The caller is single-threaded.
     let pid = unsafe {
         libc::syscall(
             libc::SYS_clone,
-            flags | libc::SIGCHLD as libc::c_ulong,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
             std::ptr::null_mut::<libc::c_void>(),
             std::ptr::null_mut::<libc::c_int>(),
             std::ptr::null_mut::<libc::c_int>(),

@@ -52,12 +52,13 @@ pub fn default_root() -> Option<PathBuf> {
 const RACY: Duration = Duration::from_secs(2);
 
 /// The fingerprint of one allowlisted host `/etc` entry at `path`, fed into an entry's name: its
-/// metadata, and its contents too while it changed too recently for the metadata to tell (as git
-/// does for "racy" files).
+/// metadata, a symlink's target, and a file's contents too while it changed too recently for the
+/// metadata to tell (as git does for "racy" files).
 pub(super) fn fingerprint(
     hasher: &mut blake3::Hasher,
     name: &str,
     path: &Path,
+    entry: &HostEntry,
     meta: &fs::Metadata,
 ) {
     hasher.update(name.as_bytes());
@@ -77,9 +78,15 @@ pub(super) fn fingerprint(
     let recent = SystemTime::now()
         .duration_since(changed)
         .map_or(true, |age| age < RACY);
-    if meta.is_file() && recent {
+    match entry {
+        HostEntry::Symlink(target) => {
+            hasher.update(target.as_os_str().as_encoded_bytes());
+        }
         // Unreadable now: the name changes anyway, and the build fails and falls back.
-        hasher.update(&read_regular(path).unwrap_or_default());
+        HostEntry::File(_) if recent => {
+            hasher.update(&read_regular(path).unwrap_or_default());
+        }
+        _ => {}
     }
 }
 

@@ -88,7 +88,7 @@ pub struct HostLayout {
     pub etc: Vec<(String, HostEntry)>,
     /// The host's resolv.conf contents (used with `--net host`).
     pub resolv_conf: Vec<u8>,
-    /// A hash of the `etc` entries' metadata: what an `etc_cache` entry is named by.
+    /// A hash of the `etc` entries (`etc_cache::fingerprint`): what a cache entry is named by.
     pub etc_fingerprint: [u8; 32],
     /// A prepared copy of the whole synthesized `/etc` at this host path (`etc_cache`): bound
     /// instead of built.
@@ -125,10 +125,7 @@ impl HostLayout {
             .filter_map(|name| {
                 let path = under("/etc").join(name);
                 let (entry, meta) = entry(&path)?;
-                etc_cache::fingerprint(&mut fingerprint, name, &path, &meta);
-                if let HostEntry::Symlink(target) = &entry {
-                    fingerprint.update(target.as_os_str().as_encoded_bytes());
-                }
+                etc_cache::fingerprint(&mut fingerprint, name, &path, &entry, &meta);
                 Some((name.to_string(), entry))
             })
             .collect();
@@ -304,15 +301,14 @@ pub fn plan(spec: &SandboxSpec, host: &HostLayout, oldroot: &Path, newroot: &Pat
             }),
         }
     }
-    for (name, contents) in synthesized_etc(spec, host)
-        .into_iter()
-        .filter(|_| build_etc)
-    {
-        ops.push(MountOp::File {
-            path: new("/etc").join(name),
-            contents,
-            mode: 0o644,
-        });
+    if build_etc {
+        for (name, contents) in synthesized_etc(spec, host) {
+            ops.push(MountOp::File {
+                path: new("/etc").join(name),
+                contents,
+                mode: 0o644,
+            });
+        }
     }
 
     ops.push(MountOp::Dir {

@@ -86,8 +86,8 @@ impl Arch {
     }
 }
 
-/// The tables sorted by name, at compile time: a profile names ~400 syscalls, and sorting at run
-/// time cost ~0.15 ms of every start (a linear search per name, ~0.3 ms).
+/// The tables sorted by name, at compile time: a profile names ~400 syscalls, and sorting them at
+/// run time showed in every start (0.97× without it, docs/BENCHMARKS.md).
 static X86_64_BY_NAME: [(&str, u32); x86_64::TABLE.len()] = sorted_by_name(x86_64::TABLE);
 static AARCH64_BY_NAME: [(&str, u32); aarch64::TABLE.len()] = sorted_by_name(aarch64::TABLE);
 
