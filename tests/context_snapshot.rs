@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use context_support::{
-    Isolation, child_dirs, fill_project, paths, root_hash, run_child, run_child_with, spec,
+    Isolation, assert_hostile_links_kept, child_dirs, fill_project, make_hostile_links, paths,
+    root_hash, run_child, run_child_with, spec,
 };
 use nucleus::context::snapshot::snapshot;
 use nucleus::context::{ContextError, Manifest, change_report, prepare};
@@ -86,26 +87,10 @@ fn snapshot_of(extra: impl FnOnce(&Path)) -> (tempfile::TempDir, tempfile::TempD
 
 #[test]
 fn snapshot_symlinks_are_copied_as_links_never_followed() {
-    let (_src, dst, manifest) = snapshot_of(|h| {
-        std::os::unix::fs::symlink("../../../../../../etc/passwd", h.join("escape"))
-            .expect("symlink");
-        std::os::unix::fs::symlink("/etc/shadow", h.join("abs")).expect("symlink");
-        std::os::unix::fs::symlink(".", h.join("loop")).expect("symlink");
-    });
+    let (_src, dst, manifest) = snapshot_of(make_hostile_links);
     let copy = dst.path();
     // The escaping links dangle inside the copy: nothing outside the tree was read or copied.
-    assert_eq!(
-        fs::read_link(copy.join("escape")).expect("readlink"),
-        Path::new("../../../../../../etc/passwd")
-    );
-    assert_eq!(
-        fs::read_link(copy.join("abs")).expect("readlink"),
-        Path::new("/etc/shadow")
-    );
-    assert_eq!(
-        fs::read_link(copy.join("loop")).expect("readlink"),
-        Path::new(".")
-    );
+    assert_hostile_links_kept(copy);
     let link = manifest
         .entries
         .iter()

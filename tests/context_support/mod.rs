@@ -189,3 +189,28 @@ pub fn root_hash(dir: &Path) -> String {
 pub fn paths(list: &[nucleus::context::Change]) -> Vec<&str> {
     list.iter().map(|c| c.path.as_str()).collect()
 }
+
+/// Links a hostile tree carries, as (name, target): out of the tree, absolute, a loop. Both context
+/// modes must show them as links and never follow them.
+const HOSTILE_LINKS: [(&str, &str); 3] = [
+    ("escape", "../../../../../../etc/passwd"),
+    ("abs", "/etc/shadow"),
+    ("loop", "."),
+];
+
+/// Put the `HOSTILE_LINKS` into `dir`.
+pub fn make_hostile_links(dir: &Path) {
+    for (name, target) in HOSTILE_LINKS {
+        std::os::unix::fs::symlink(target, dir.join(name)).expect("symlink");
+    }
+}
+
+/// The `HOSTILE_LINKS` are in `dir` as they were made.
+pub fn assert_hostile_links_kept(dir: &Path) {
+    for (name, target) in HOSTILE_LINKS {
+        assert_eq!(
+            std::fs::read_link(dir.join(name)).expect("readlink"),
+            Path::new(target)
+        );
+    }
+}
