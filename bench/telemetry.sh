@@ -18,6 +18,7 @@ publish = false
 [dependencies]
 nucleus = { path = "$repo" }
 tempfile = "3"
+libc = "0.2"
 
 [profile.release]
 debug = false

@@ -1,35 +1,30 @@
-//! Telemetry cost on an idle sandbox: CPU time of the sampler thread and of the event writer.
+//! Telemetry cost on an idle sandbox: CPU time of usage sampling and of event writing.
 //!
 //! Built and run by `bench/telemetry.sh`; usage: telemetry_idle cgroup|proc SECONDS INTERVAL_MS.
+//!
+//! The main thread drives a `Sampler` as the supervisor's loop does (sleep until it is due, sample,
+//! write the events) and reads its own CPU time (`CLOCK_THREAD_CPUTIME_ID`, nanosecond-exact) around
+//! each `sample_if_due` and each `EventSink::write`.
 
-use std::fs;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use nucleus::cgroup::{self, CgroupSetup};
 use nucleus::spec::Limits;
-use nucleus::telemetry::sampler::{self, UsageSource, spawn_sampler};
+use nucleus::telemetry::sampler::{Sampler, UsageSource};
 use nucleus::telemetry::sink::EventSink;
 
-/// On-CPU nanoseconds of one thread of this process (schedstat is ns-exact; stat is in ticks).
-fn thread_cpu_ns(tid: &str) -> u64 {
-    fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
-        .ok()
-        .and_then(|t| t.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
-fn sampler_tid() -> Option<String> {
-    fs::read_dir("/proc/self/task")
-        .ok()?
-        .flatten()
-        .find_map(|e| {
-            let comm = fs::read_to_string(e.path().join("comm")).ok()?;
-            (comm.trim() == sampler::THREAD_NAME)
-                .then(|| e.file_name().to_string_lossy().into_owned())
-        })
+/// On-CPU nanoseconds of the calling thread.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant the kernel knows.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 fn main() {
@@ -44,7 +39,6 @@ fn main() {
         .spawn()
         .expect("sleep");
 
-    let mut _cg_keep = None;
     let source = if source_kind == "proc" {
         UsageSource::Proc {
             root_pid: idle.id(),
@@ -60,57 +54,61 @@ fn main() {
             CgroupSetup::Unavailable { reason } => panic!("{reason}"),
         };
         cg.add_process(idle.id()).expect("add");
-        _cg_keep = Some(Arc::clone(&cg));
         UsageSource::Cgroup(cg)
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let events = dir.path().join("events.jsonl");
     let mut sink = EventSink::open_in(&dir.path().join("audit"), &id, Some(&events)).expect("sink");
 
-    let (tx, rx) = mpsc::channel();
-    let main_tid = fs::read_link("/proc/thread-self")
-        .ok()
-        .and_then(|p| Some(p.file_name()?.to_string_lossy().into_owned()))
-        .expect("/proc/thread-self names this thread");
-    let writer_start = thread_cpu_ns(&main_tid);
-    let handle = spawn_sampler(source, interval, id.clone(), tx);
+    let thread_start = thread_cpu_ns();
     let start = Instant::now();
     let deadline = start + Duration::from_secs(secs);
-    let mut count = 0u64;
-    let tid = loop {
-        if let Some(t) = sampler_tid() {
-            break t;
+    let mut sampler = Sampler::new(source, interval, start);
+    let (mut samples, mut count) = (0u64, 0u64);
+    let (mut sampler_ns, mut writer_ns) = (0u64, 0u64);
+    loop {
+        let now = Instant::now();
+        let Some(left) = deadline.checked_duration_since(now) else {
+            break;
+        };
+        let wait = sampler.until_due(now);
+        if wait > left {
+            std::thread::sleep(left);
+            break;
         }
-        std::thread::sleep(Duration::from_millis(1));
-    };
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        match rx.recv_timeout(left) {
-            Ok(ev) => {
-                sink.write(&ev);
-                count += 1;
-            }
-            Err(RecvTimeoutError::Timeout) => break,
-            Err(RecvTimeoutError::Disconnected) => panic!("sampler died"),
+        std::thread::sleep(wait);
+        let t0 = thread_cpu_ns();
+        let batch = sampler.sample_if_due(&id, Instant::now());
+        let t1 = thread_cpu_ns();
+        for ev in &batch {
+            sink.write(ev);
         }
+        let t2 = thread_cpu_ns();
+        sampler_ns += t1 - t0;
+        writer_ns += t2 - t1;
+        samples += u64::from(!batch.is_empty());
+        count += batch.len() as u64;
     }
-    let sampler_ns = thread_cpu_ns(&tid);
-    let writer_ns = thread_cpu_ns(&main_tid).saturating_sub(writer_start);
     let wall = start.elapsed();
-    drop(handle);
+    // The rest of the thread's time: sleeping and waking, here the test loop's and not the sampler's.
+    let thread_ns = thread_cpu_ns() - thread_start;
+    drop(sampler);
     let _ = idle.kill();
     let _ = idle.wait();
 
     let pct = |ns: u64| ns as f64 / wall.as_nanos() as f64 * 100.0;
     println!(
-        "source={source_kind} interval_ms={} wall_s={:.1} events={count} \
-         sampler_cpu_ms={:.3} sampler_cpu_pct={:.4} per_sample_us={:.1} writer_cpu_ms={:.3} writer_cpu_pct={:.4} total_pct={:.4}",
+        "source={source_kind} interval_ms={} wall_s={:.1} samples={samples} events={count} \
+         sampler_cpu_ms={:.3} sampler_cpu_pct={:.4} per_sample_us={:.1} writer_cpu_ms={:.3} writer_cpu_pct={:.4} total_pct={:.4} \
+         loop_other_cpu_ms={:.3}",
         interval.as_millis(),
         wall.as_secs_f64(),
         sampler_ns as f64 / 1e6,
         pct(sampler_ns),
-        sampler_ns as f64 / 1e3 / count.max(1) as f64,
+        sampler_ns as f64 / 1e3 / samples.max(1) as f64,
         writer_ns as f64 / 1e6,
         pct(writer_ns),
         pct(sampler_ns + writer_ns),
+        thread_ns.saturating_sub(sampler_ns + writer_ns) as f64 / 1e6,
     );
 }

@@ -1,11 +1,12 @@
-//! The usage sampler: a thread that emits `type:"usage"` events at an interval, and `oom` audits.
+//! Usage sampling: `type:"usage"` events at an interval, and `oom` audit events, with no thread of
+//! its own.
 //!
-//! It sleeps in `recv_timeout` on a stop channel, so it costs nothing between samples and stops as
-//! soon as its handle is dropped.
+//! A [`Sampler`] is a plain value driven by the caller's event loop: the loop waits (in `poll`, say)
+//! for no longer than [`Sampler::until_due`], calls [`Sampler::sample_if_due`] when it wakes, and
+//! writes the events it gets back; when the sandbox ends, [`Sampler::finish`] makes the last OOM
+//! check. Between samples it costs nothing, and there is no thread to spawn, wake or join at exit.
 
 use std::sync::Arc;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -25,9 +26,6 @@ pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
 /// CPU). A cgroup's first sample is cheap (a few small files) and comes at once.
 pub const FIRST_SAMPLE_AFTER: Duration = Duration::from_millis(100);
 
-/// The name of the sampler thread, as seen in `/proc/PID/task/TID/comm`.
-pub const THREAD_NAME: &str = "nucleus-sampler";
-
 /// Where usage comes from.
 #[derive(Debug, Clone)]
 pub enum UsageSource {
@@ -40,89 +38,81 @@ pub enum UsageSource {
     },
 }
 
-/// Stops and joins the sampler thread when dropped.
+/// Usage sampling driven by the caller's event loop (no thread of its own).
 #[derive(Debug)]
-pub struct SamplerHandle {
-    stop: Option<Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl SamplerHandle {
-    /// Stop the sampler now and wait for its thread (same as dropping the handle).
-    pub fn stop(self) {}
-}
-
-impl Drop for SamplerHandle {
-    fn drop(&mut self) {
-        // Dropping the sender wakes the thread's recv_timeout with Disconnected.
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// Start sampling `source` every `interval`, sending events for `sandbox` down `tx`.
-///
-/// The first sample is sent at once from a cgroup, and after `min(interval, FIRST_SAMPLE_AFTER)` from
-/// `/proc`; the thread ends when the handle drops or `tx`'s receiver does.
-pub fn spawn_sampler(
-    source: UsageSource,
+pub struct Sampler {
+    reader: Reader,
+    rates: Rates,
     interval: Duration,
-    sandbox: String,
-    tx: Sender<Event>,
-) -> SamplerHandle {
-    let (stop_tx, stop_rx) = mpsc::channel();
-    let interval = interval.max(MIN_INTERVAL);
-    let spawned = thread::Builder::new()
-        .name(THREAD_NAME.into())
-        .spawn(move || run(source, interval, &sandbox, &tx, &stop_rx));
-    let thread = match spawned {
-        Ok(t) => Some(t),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot start the usage sampler; no usage events");
-            None
+    due: Instant,
+}
+
+impl Sampler {
+    /// First sample: due at once from a cgroup; from /proc after min(interval, FIRST_SAMPLE_AFTER).
+    /// `interval` is clamped to at least MIN_INTERVAL.
+    pub fn new(source: UsageSource, interval: Duration, now: Instant) -> Sampler {
+        let interval = interval.max(MIN_INTERVAL);
+        let reader = Reader::from(source);
+        let first = first_wait(matches!(reader, Reader::Cgroup(_)), interval);
+        Sampler {
+            reader,
+            rates: Rates::default(),
+            interval,
+            due: now + first,
         }
-    };
-    SamplerHandle {
-        stop: Some(stop_tx),
-        thread,
+    }
+
+    /// Time left until the next sample is due (Duration::ZERO when due or overdue).
+    pub fn until_due(&self, now: Instant) -> Duration {
+        self.due.saturating_duration_since(now)
+    }
+
+    /// If a sample is due at `now`: read the source and return the events — an `oom` audit event
+    /// first when the OOM-kill counter rose since the last reading, then the `usage` event — and
+    /// schedule the next sample one interval after `now`. Not due: an empty Vec, nothing read.
+    pub fn sample_if_due(&mut self, sandbox: &str, now: Instant) -> Vec<Event> {
+        if now < self.due {
+            return Vec::new();
+        }
+        self.due = now + self.interval;
+        let (sample, new_ooms) = self.read();
+        let mut events = Vec::with_capacity(2);
+        events.extend(oom_event(sandbox, &sample, new_ooms));
+        events.push(Event::now(sandbox, EventKind::Usage(sample)));
+        events
+    }
+
+    /// The final check when the sandbox ends: an `oom` audit event for a kill in the last interval.
+    /// Cgroup only (a last /proc walk would cost the exit path for nothing): None for /proc.
+    pub fn finish(mut self, sandbox: &str) -> Option<Event> {
+        // An OOM kill in the last interval usually ends the workload, so no later sample sees it.
+        // Only a cgroup counts OOM kills.
+        if let Reader::Proc(_) = self.reader {
+            return None;
+        }
+        let (sample, new_ooms) = self.read();
+        oom_event(sandbox, &sample, new_ooms)
+    }
+
+    /// Read the source now; the sample with its rates, and how many OOM kills are new.
+    fn read(&mut self) -> (UsageSample, u64) {
+        let raw = self.reader.read();
+        // The rate's clock is the reading's, not the caller's `now`, which may be a little stale.
+        self.rates.update(raw, Instant::now())
     }
 }
 
-fn run(
-    source: UsageSource,
-    interval: Duration,
-    sandbox: &str,
-    tx: &Sender<Event>,
-    stop: &Receiver<()>,
-) {
-    let mut state = Rates::default();
-    let mut reader = Reader::from(source);
-    let mut wait = match reader {
-        Reader::Cgroup(_) => Duration::ZERO,
-        Reader::Proc(_) => interval.min(FIRST_SAMPLE_AFTER),
-    };
-    while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(wait) {
-        let (sample, new_ooms) = state.update(reader.read(), Instant::now());
-        if send_oom(sandbox, tx, &sample, new_ooms).is_err()
-            || tx
-                .send(Event::now(sandbox, EventKind::Usage(sample)))
-                .is_err()
-        {
-            return;
-        }
-        wait = interval;
-    }
-    // An OOM kill in the last interval usually ends the workload, and so the sampler: report it still.
-    // Only a cgroup counts OOM kills; a last walk of /proc would cost the exit path for nothing.
-    if let Reader::Cgroup(_) = reader {
-        let (sample, new_ooms) = state.update(reader.read(), Instant::now());
-        let _ = send_oom(sandbox, tx, &sample, new_ooms);
+/// How long after its creation a sampler's first sample is due.
+fn first_wait(from_cgroup: bool, interval: Duration) -> Duration {
+    if from_cgroup {
+        Duration::ZERO
+    } else {
+        interval.min(FIRST_SAMPLE_AFTER)
     }
 }
 
 /// A source with the state its readings need.
+#[derive(Debug)]
 enum Reader {
     Cgroup(Arc<SandboxCgroup>),
     Proc(ProcTree),
@@ -146,15 +136,10 @@ impl Reader {
     }
 }
 
-/// Emit the `oom` audit event when the kill counter rose since the last sample.
-fn send_oom(
-    sandbox: &str,
-    tx: &Sender<Event>,
-    sample: &UsageSample,
-    new_ooms: u64,
-) -> Result<(), ()> {
+/// The `oom` audit event, when the kill counter rose since the last sample.
+fn oom_event(sandbox: &str, sample: &UsageSample, new_ooms: u64) -> Option<Event> {
     if new_ooms == 0 {
-        return Ok(());
+        return None;
     }
     let detail = json!({
         "oom_kills": sample.oom_kills,
@@ -162,8 +147,7 @@ fn send_oom(
         "memory_limit_bytes": sample.memory_limit_bytes,
         "memory_peak_bytes": sample.memory_peak_bytes,
     });
-    tx.send(Event::audit(sandbox, "oom", detail))
-        .map_err(|_| ())
+    Some(Event::audit(sandbox, "oom", detail))
 }
 
 /// What the sampler remembers between samples to derive rates, peaks and new OOM kills.
@@ -229,5 +213,92 @@ mod tests {
         assert_eq!((b.cpu_percent, b.memory_peak_bytes, new), (50.0, 100, 1));
         let (_, new) = rates.update(s(50, 250_000, 1), t0 + Duration::from_secs(1));
         assert_eq!(new, 0);
+    }
+
+    /// A `/proc` source for the due-time tests: this test process's own tree.
+    fn own_tree() -> UsageSource {
+        UsageSource::Proc {
+            root_pid: std::process::id(),
+        }
+    }
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_cgroup_is_due_at_once() {
+        assert_eq!(first_wait(true, DEFAULT_INTERVAL), Duration::ZERO);
+        assert_eq!(first_wait(true, Duration::from_secs(3600)), Duration::ZERO);
+        assert_eq!(first_wait(false, DEFAULT_INTERVAL), FIRST_SAMPLE_AFTER);
+    }
+
+    #[test]
+    fn proc_is_due_after_the_interval_or_100_ms_whichever_is_shorter() {
+        let t0 = Instant::now();
+        let fast = Sampler::new(own_tree(), 20 * MS, t0);
+        assert_eq!(fast.until_due(t0), 20 * MS);
+        let default = Sampler::new(own_tree(), DEFAULT_INTERVAL, t0);
+        assert_eq!(default.until_due(t0), FIRST_SAMPLE_AFTER);
+        assert_eq!(default.until_due(t0 + 40 * MS), 60 * MS);
+        assert_eq!(default.until_due(t0 + FIRST_SAMPLE_AFTER), Duration::ZERO);
+        assert_eq!(default.until_due(t0 + 5000 * MS), Duration::ZERO, "overdue");
+        // Below MIN_INTERVAL the interval is clamped, the first wait with it.
+        let clamped = Sampler::new(own_tree(), MS, t0);
+        assert_eq!(clamped.until_due(t0), MIN_INTERVAL);
+    }
+
+    #[test]
+    fn an_hour_interval_from_proc_is_still_first_due_after_100_ms() {
+        let t0 = Instant::now();
+        let mut s = Sampler::new(own_tree(), Duration::from_secs(3600), t0);
+        assert_eq!(s.until_due(t0), FIRST_SAMPLE_AFTER);
+        assert!(s.sample_if_due("h", t0 + 99 * MS).is_empty());
+        assert_eq!(s.sample_if_due("h", t0 + FIRST_SAMPLE_AFTER).len(), 1);
+        let after = t0 + FIRST_SAMPLE_AFTER;
+        assert_eq!(s.until_due(after), Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn after_a_sample_the_next_is_one_interval_later() {
+        let t0 = Instant::now();
+        let interval = Duration::from_secs(2);
+        let mut s = Sampler::new(own_tree(), interval, t0);
+        // Woken 30 ms late: the next sample is one interval after this one, not after the due time.
+        let late = t0 + 130 * MS;
+        let events = s.sample_if_due("n", late);
+        assert_eq!(events.len(), 1, "one usage event, no oom: {events:?}");
+        assert_eq!(events[0].sandbox, "n");
+        let EventKind::Usage(usage) = &events[0].kind else {
+            panic!("a usage event: {events:?}");
+        };
+        assert!(
+            usage.pids >= 1,
+            "this process is in its own tree: {usage:?}"
+        );
+        assert_eq!(s.until_due(late), interval);
+        assert!(s.sample_if_due("n", late + interval - MS).is_empty());
+        assert_eq!(s.sample_if_due("n", late + interval).len(), 1);
+        assert_eq!(s.until_due(late + interval), interval);
+    }
+
+    #[test]
+    fn not_due_gives_no_events_and_reads_nothing() {
+        let t0 = Instant::now();
+        let mut s = Sampler::new(own_tree(), DEFAULT_INTERVAL, t0);
+        assert!(s.sample_if_due("r", t0).is_empty());
+        assert!(s.sample_if_due("r", t0 + 99 * MS).is_empty());
+        assert!(s.rates.last.is_none(), "no reading was taken: {s:?}");
+        assert_eq!(
+            s.until_due(t0),
+            FIRST_SAMPLE_AFTER,
+            "and the due time is unchanged"
+        );
+    }
+
+    #[test]
+    fn finish_from_proc_reports_nothing() {
+        let t0 = Instant::now();
+        let mut s = Sampler::new(own_tree(), DEFAULT_INTERVAL, t0);
+        assert_eq!(s.sample_if_due("f", t0 + FIRST_SAMPLE_AFTER).len(), 1);
+        assert!(s.finish("f").is_none());
     }
 }
