@@ -1,18 +1,18 @@
 //! The notification path end to end: a child installs a filter with a listener, hands the fd to the
-//! parent over SCM_RIGHTS (an allowed call, so it cannot deadlock), and the parent's `serve` answers.
+//! parent over SCM_RIGHTS (an allowed call, so it cannot deadlock), and the parent's `Responder::serve` answers.
 
 mod seccomp_common;
 
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::{Arc, mpsc};
+use std::sync::Arc;
 
 use nix::sys::socket::{
     AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg,
     sendmsg, socketpair,
 };
 
-use nucleus::events::{EventKind, SyscallRecord, Verdict};
+use nucleus::events::{SyscallRecord, Verdict};
 use nucleus::seccomp::{FilterMode, Policy, notify};
 use nucleus::spec::SeccompMode;
 use nucleus::sys::seccomp::{self as sys, ChildEnd};
@@ -74,18 +74,14 @@ fn serve_child(mode: SeccompMode, call: impl FnOnce() -> i32) -> (ChildEnd, Vec<
         }
     }
     let listener = listener.expect("child sent the listener");
-    let (tx, rx) = mpsc::channel();
-    let server =
-        std::thread::spawn(move || notify::serve(listener, policy, mode, "test".into(), tx));
+    let responder = notify::Responder::new(listener, policy, mode).expect("kernel notify ABI");
+    let server = std::thread::spawn(move || {
+        let mut records = Vec::new();
+        responder.serve(|r| records.push(r));
+        records
+    });
     let end = sys::wait_child(pid).expect("wait");
-    server.join().expect("serve returns once the child is gone");
-    let records = rx
-        .try_iter()
-        .filter_map(|e| match e.kind {
-            EventKind::Syscall(r) => Some(r),
-            _ => None,
-        })
-        .collect();
+    let records = server.join().expect("serve returns once the child is gone");
     (end, records)
 }
 

@@ -59,9 +59,16 @@ pub fn run(spec: &SandboxSpec, host: &HostLayout, ipc: BorrowedFd<'_>) -> StepRe
     let notify = filter.notify;
     // The workload reports its own steps: ours go first.
     super::send_audits(ipc);
-    let child = workload::spawn(prepared, ipc)?;
+    let (child, listener) = workload::spawn(prepared, ipc)?;
     // The workload has exec'd (or died trying): its last step was installing the filter.
-    let handed_over = hand_over_listener(ipc)?;
+    let handed_over = match listener {
+        Some(listener) => {
+            ipc::send(ipc, &FromInit::SeccompListener, Some(listener.as_fd()))
+                .step(Step::ListenerHandoff, "sending the listener")?;
+            true
+        }
+        None => false,
+    };
     audit(
         "seccomp",
         json!({"applied": handed_over || !notify, "mode": spec.seccomp.mode, "live_reports": handed_over}),
@@ -186,28 +193,6 @@ fn open_console(window: Option<(u16, u16)>, ipc: BorrowedFd<'_>) -> StepResult<O
     ipc::send(ipc, &FromInit::Console, Some(master.as_fd()))
         .step(Step::SpawnWorkload, "handing over the console")?;
     Ok(slave)
-}
-
-/// After the workload exec'd, the seccomp listener is in our (formerly shared) fd table: pass it on.
-/// Returns whether there was one.
-fn hand_over_listener(ipc: BorrowedFd<'_>) -> StepResult<bool> {
-    let entries =
-        fs::read_dir("/proc/self/fd").step(Step::ListenerHandoff, "reading /proc/self/fd")?;
-    for entry in entries.flatten() {
-        let is_listener =
-            fs::read_link(entry.path()).is_ok_and(|t| t.as_os_str() == "anon_inode:seccomp notify");
-        let fd_num = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok());
-        if let (true, Some(fd_num)) = (is_listener, fd_num) {
-            let listener = sys::adopt_fd(fd_num);
-            ipc::send(ipc, &FromInit::SeccompListener, Some(listener.as_fd()))
-                .step(Step::ListenerHandoff, "sending the listener")?;
-            return Ok(true);
-        }
-    }
-    Ok(false)
 }
 
 /// Reap every child, forward signals to the workload, and return when the workload has exited.

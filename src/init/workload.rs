@@ -3,8 +3,9 @@
 //! Order (DESIGN §2, step 8–9): session and tty → rlimits → capabilities → no_new_privs → Landlock →
 //! seccomp (last, so the filter covers the workload's own execve and nothing of nucleus's setup).
 
+use std::cell::Cell;
 use std::ffi::CString;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -132,18 +133,27 @@ fn resolve_command(spec: &SandboxSpec) -> StepResult<CString> {
         .map_err(|_| SetupError::other(Step::ResolveCommand, "NUL byte in path"))
 }
 
-/// Start the workload. Returns its pid once it has exec'd (or died trying).
-pub fn spawn(prepared: Prepared, ipc: BorrowedFd<'_>) -> StepResult<libc::pid_t> {
+/// Start the workload. Returns its pid once it has exec'd (or died trying), and the seccomp listener
+/// it left in the fd table we shared until its `execve`, if it created one.
+pub fn spawn(
+    prepared: Prepared,
+    ipc: BorrowedFd<'_>,
+) -> StepResult<(libc::pid_t, Option<OwnedFd>)> {
+    // Written by the child before its execve, read by us once it is done: memory is shared and we
+    // sleep meanwhile (CLONE_VM | CLONE_VFORK).
+    let listener: Cell<Option<RawFd>> = Cell::new(None);
     // The child takes `prepared` with it: the console and Landlock fds it closes are gone from the
     // fd table we share until its execve, and nothing of it is dropped again on our side.
-    sys::process::spawn_sharing_memory(move || harden_and_exec(prepared, ipc)).step(
-        Step::SpawnWorkload,
-        "clone(CLONE_VM|CLONE_VFORK|CLONE_FILES)",
-    )
+    let pid = sys::process::spawn_sharing_memory(|| harden_and_exec(prepared, ipc, &listener))
+        .step(
+            Step::SpawnWorkload,
+            "clone(CLONE_VM|CLONE_VFORK|CLONE_FILES)",
+        )?;
+    Ok((pid, listener.get().map(sys::adopt_fd)))
 }
 
 /// The child: never returns.
-fn harden_and_exec(mut p: Prepared, ipc: BorrowedFd<'_>) -> ! {
+fn harden_and_exec(mut p: Prepared, ipc: BorrowedFd<'_>, listener: &Cell<Option<RawFd>>) -> ! {
     let failure = match harden(&mut p) {
         Ok(()) => {
             // Now, because nothing can be sent once the filter is in.
@@ -151,9 +161,10 @@ fn harden_and_exec(mut p: Prepared, ipc: BorrowedFd<'_>) -> ! {
             // Why last: the filter must cover execve itself, and nothing of nucleus's setup.
             match sys::seccomp::install_filter(&p.filter, p.notify) {
                 Err(e) => SetupError::os(Step::Seccomp, "seccomp(SET_MODE_FILTER)", e),
-                Ok(_listener) => {
-                    // The listener lands in the fd table shared with PID 1, which hands it over
+                Ok(fd) => {
+                    // The listener stays in the fd table shared with PID 1, which hands it over
                     // after our execve; from here on only execve and exit may be called.
+                    listener.set(fd.map(IntoRawFd::into_raw_fd));
                     let err = sys::process::execve(&p.path, &p.argv, &p.envp);
                     let code = if err.raw_os_error() == Some(libc::ENOENT) {
                         127

@@ -5,28 +5,28 @@ mod console;
 pub mod options;
 pub mod reaper;
 pub mod trace;
+mod watch;
 
 use trace::Learned;
+use watch::{EventLog, Watched};
 
 use std::io::{self, IsTerminal};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{SigSet, Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::{SigSet, Signal};
 use serde_json::json;
 
 use crate::cgroup::{self, CgroupSetup};
 use crate::cli::RunArgs;
 use crate::events::{Event, EventKind, ExitRecord};
-use crate::ipc::{self, FromInit, ToInit};
+use crate::ipc::{self, ToInit};
 use crate::launcher::{self, Stream};
 use crate::seccomp::Policy;
 use crate::spec::{SandboxSpec, SeccompMode};
-use crate::telemetry::sampler::{self, UsageSource};
+use crate::telemetry::sampler::{Sampler, UsageSource};
 use crate::telemetry::sink::EventSink;
 
 /// Signals the supervisor forwards to the sandbox (or uses itself, for SIGWINCH).
@@ -47,8 +47,8 @@ pub fn main(args: RunArgs, verbose: u8) -> i32 {
 
 /// Run the sandbox in `mode`; also returns the syscalls the profile would have denied (trace mode).
 fn execute(mut args: RunArgs, verbose: u8, mode: SeccompMode) -> (i32, Learned) {
-    // Block the forwarded signals before any thread exists (the log writer is one), so that only
-    // the signal thread receives them.
+    // Block the forwarded signals before any thread exists (the stdio copiers are threads): they
+    // wait for the supervisor's loop, which reads them from a signalfd.
     let mut mask = SigSet::empty();
     FORWARDED.iter().for_each(|s| mask.add(*s));
     if let Err(e) = mask.thread_block() {
@@ -99,14 +99,6 @@ fn prepare(args: &mut RunArgs, mode: SeccompMode) -> Result<SandboxSpec, String>
     Ok(spec)
 }
 
-/// What the ipc loop learned by the time PID 1 closed the channel.
-#[derive(Default)]
-struct Outcome {
-    failure: Option<ipc::SetupFailure>,
-    exit: Option<(Option<i32>, Option<i32>)>,
-    upper: Option<OwnedFd>,
-}
-
 /// The compiled policy, kept to answer notifications.
 struct Seccomp {
     policy: Arc<Policy>,
@@ -139,15 +131,17 @@ fn supervise(
 ) -> Result<(i32, Learned), String> {
     let started = Instant::now();
 
-    let mut sink = EventSink::open(&spec.id, events).map_err(|e| e.to_string())?;
-    sink.write(&Event::audit(
+    let sink = EventSink::open(&spec.id, events).map_err(|e| e.to_string())?;
+    let mut log = EventLog {
+        sink,
+        learned: Learned::new(),
+    };
+    log.emit(Event::audit(
         &spec.id,
         "sandbox_started",
         json!({"command": spec.command, "context": spec.context_dir, "context_mode": spec.context.mode,
                "writable": spec.context.writable, "network": spec.network, "strict": spec.strict}),
     ));
-    // Events queue here until the writer thread starts, after the launch.
-    let (tx, rx) = mpsc::channel::<Event>();
 
     let asked = spec.limits.memory_bytes.is_some()
         || spec.limits.cpus.is_some()
@@ -163,7 +157,7 @@ fn supervise(
     };
     let cgroup = match setup {
         CgroupSetup::Limited(cg) => {
-            let _ = tx.send(Event::audit(&spec.id, "limits_applied", cg.describe()));
+            log.emit(Event::audit(&spec.id, "limits_applied", cg.describe()));
             Some(Arc::new(cg))
         }
         CgroupSetup::Unavailable { reason } => {
@@ -175,7 +169,7 @@ fn supervise(
             if asked {
                 eprintln!("nucleus: warning: no resource limits: {reason}");
             }
-            let _ = tx.send(Event::audit(
+            log.emit(Event::audit(
                 &spec.id,
                 "limits_unavailable",
                 json!({"reason": reason, "usage_source": "/proc"}),
@@ -218,34 +212,19 @@ fn supervise(
                 Err(msg)
             }
         });
-
-    // Why only now: the launch clones this process, which is safe only while it has one thread.
-    let writer = thread::Builder::new()
-        .name("events".into())
-        .spawn(move || {
-            let mut learned = Learned::new();
-            for ev in rx {
-                learned.observe(&ev);
-                sink.write(&ev);
-            }
-            learned
-        })
-        .map_err(|e| e.to_string())?;
     let (mut sandbox, seccomp) = match launched {
         Ok(started) => started,
         Err(err) => {
             // The audit log keeps failed starts too.
-            let _ = tx.send(Event::audit(
+            log.emit(Event::audit(
                 &spec.id,
                 "setup_failed",
                 json!({"error": err}),
             ));
-            drop(tx);
-            let _ = writer.join();
             return Err(err);
         }
     };
-    let _ = tx.send(Event::audit(
+    log.emit(Event::audit(
         &spec.id,
         "seccomp_profile",
         json!({"mode": spec.seccomp.mode, "profile": spec.seccomp.profile_source, "profile_digest": seccomp.policy.digest(),
@@ -254,80 +233,35 @@ fn supervise(
     ));
     // Set up after the launch, while PID 1 builds the sandbox.
     crate::telemetry::logging::init(verbose, false);
-    let mut copiers = pipe_copiers(&mut sandbox);
-
-    let console_master: Arc<Mutex<Option<OwnedFd>>> = Arc::default();
-    spawn_signal_thread(mask, sandbox.pid, console_master.clone())?;
+    let copiers = pipe_copiers(&mut sandbox);
     let source = match &cgroup {
         Some(cg) => UsageSource::Cgroup(cg.clone()),
         None => UsageSource::Proc {
             root_pid: sandbox.pid as u32,
         },
     };
-    let sampler = sampler::spawn_sampler(source, interval, spec.id.clone(), tx.clone());
-
-    let mut raw_mode = None;
-    let mut helpers = Vec::new();
-    let mut outcome = Outcome::default();
-    while let Ok(Some((msg, fd))) = ipc::recv::<FromInit>(sandbox.ipc.as_fd()) {
-        match msg {
-            FromInit::Audits(records) => {
-                for record in records {
-                    let mut event = Event::audit(&spec.id, &record.event, record.detail);
-                    event.ts = record.ts;
-                    let _ = tx.send(event);
-                }
-            }
-            FromInit::SeccompListener => {
-                if let Some(listener) = fd {
-                    helpers.push(spawn_notify(
-                        listener,
-                        &spec,
-                        seccomp.policy.clone(),
-                        tx.clone(),
-                    )?);
-                }
-            }
-            FromInit::Console => {
-                if let Some(master) = fd {
-                    raw_mode = console::RawMode::enter().ok();
-                    if let Ok(copy) = master.try_clone() {
-                        *console_master.lock().unwrap_or_else(|p| p.into_inner()) = Some(copy);
-                    }
-                    copiers.push(console::proxy(master).map_err(|e| e.to_string())?);
-                }
-            }
-            FromInit::ContextUpper => outcome.upper = fd,
-            FromInit::Failed(failure) => outcome.failure = Some(failure),
-            FromInit::Exited { code, signal } => {
-                // PID 1's last message: it now tears the sandbox down (every mount, the
-                // namespaces), and our wrap-up below overlaps that; we reap it at the end.
-                outcome.exit = Some((code, signal));
-                break;
-            }
-            FromInit::WorkloadStarted => {}
-        }
+    let watched = Watched {
+        spec: &spec,
+        ipc: &sandbox.ipc,
+        pid1: sandbox.pid,
+        policy: seccomp.policy.clone(),
+    };
+    let sampler = Sampler::new(source, interval, Instant::now());
+    let mut outcome = watch::watch(watched, &mask, sampler, &mut log)?;
+    for copier in copiers.into_iter().chain(outcome.console_out.take()) {
+        let _ = copier.join();
     }
-    for helper in helpers.into_iter().chain(copiers) {
-        let _ = helper.join();
-    }
-    drop(raw_mode);
-    drop(sampler);
-    console_master
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take();
+    drop(outcome.raw_mode.take());
 
-    // The sampler has already reported each OOM kill as an `oom` audit event.
     let oom_killed = cgroup.as_ref().is_some_and(|cg| cg.oom_kills() > 0);
-    report_changes(&spec, outcome.upper.as_ref(), &tx);
+    report_changes(&spec, outcome.upper.as_ref(), &mut log);
     // Why now: this is the last reference to the sandbox's scratch tmpfs besides PID 1's mount;
     // closed at our exit, its teardown would delay the exit status.
     drop(outcome.upper.take());
     let code = match (&outcome.failure, outcome.exit) {
         (Some(failure), _) => {
             eprintln!("nucleus: {}", launcher::describe_failure(failure));
-            let _ = tx.send(Event::audit(
+            log.emit(Event::audit(
                 &spec.id,
                 "setup_failed",
                 serde_json::to_value(failure).unwrap_or_default(),
@@ -347,15 +281,13 @@ fn supervise(
             oom_killed,
             duration_ms: started.elapsed().as_millis() as u64,
         };
-        let _ = tx.send(Event::audit(
+        log.emit(Event::audit(
             &spec.id,
             "exit",
             json!({"code": code, "signal": signal, "oom_killed": oom_killed}),
         ));
-        let _ = tx.send(Event::now(&spec.id, EventKind::Exit(exit)));
+        log.emit(Event::now(&spec.id, EventKind::Exit(exit)));
     }
-    drop(tx);
-    let learned = writer.join().unwrap_or_else(|_| Learned::new());
     // PID 1 reaped every other process of the sandbox before it reported the exit; what is left is
     // its own exit, which unmounts the root and ends the namespaces (~0.7 ms, see
     // docs/BENCHMARKS.md). A cgroup can only be removed once PID 1 has left it, so then we wait;
@@ -366,7 +298,7 @@ fn supervise(
         // Dropping the cgroup kills anything left and removes its directories.
         drop(cgroup);
     }
-    Ok((code, learned))
+    Ok((code, log.learned))
 }
 
 /// Threads that copy piped stdio between the host and the sandbox (only when a host stream is a tty).
@@ -391,45 +323,8 @@ fn pipe_copiers(sandbox: &mut launcher::Sandbox) -> Vec<thread::JoinHandle<()>> 
     threads
 }
 
-/// Serve seccomp notifications: the supervisor records each denial and answers with the errno.
-fn spawn_notify(
-    listener: OwnedFd,
-    spec: &SandboxSpec,
-    policy: Arc<Policy>,
-    tx: Sender<Event>,
-) -> Result<thread::JoinHandle<()>, String> {
-    let (mode, id) = (spec.seccomp.mode, spec.id.clone());
-    thread::Builder::new()
-        .name("seccomp".into())
-        .spawn(move || crate::seccomp::notify::serve(listener, policy, mode, id, tx))
-        .map_err(|e| e.to_string())
-}
-
-/// Forward termination signals to PID 1; follow window changes.
-fn spawn_signal_thread(
-    mask: SigSet,
-    pid1: i32,
-    master: Arc<Mutex<Option<OwnedFd>>>,
-) -> Result<(), String> {
-    thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            while let Ok(sig) = mask.wait() {
-                if sig == Signal::SIGWINCH {
-                    if let Some(m) = master.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-                        console::sync_window_size(m);
-                    }
-                    continue;
-                }
-                let _ = kill(Pid::from_raw(pid1), sig);
-            }
-        })
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-}
-
 /// The change report: an audit event, and a summary on the terminal when anything changed.
-fn report_changes(spec: &SandboxSpec, upper: Option<&OwnedFd>, tx: &Sender<Event>) {
+fn report_changes(spec: &SandboxSpec, upper: Option<&OwnedFd>, log: &mut EventLog) {
     let Some(upper) = upper else { return };
     match crate::context::change_report(upper, &spec.context_dir) {
         Ok(report) => {
@@ -441,7 +336,7 @@ fn report_changes(spec: &SandboxSpec, upper: Option<&OwnedFd>, tx: &Sender<Event
             if !report.is_empty() {
                 eprintln!("nucleus: {report}");
             }
-            let _ = tx.send(Event::audit(
+            log.emit(Event::audit(
                 &spec.id,
                 "context_changes",
                 serde_json::to_value(&report).unwrap_or_default(),

@@ -4,9 +4,8 @@ use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
-use std::sync::mpsc::Sender;
 
-use crate::events::{Event, EventKind, SyscallRecord, Verdict};
+use crate::events::{SyscallRecord, Verdict};
 use crate::seccomp::policy::{Decision, Policy};
 use crate::seccomp::syscalls::syscall_name;
 use crate::spec::SeccompMode;
@@ -70,37 +69,59 @@ fn response(id: u64, a: Answer) -> NotifResp {
     }
 }
 
-/// Serve `listener` until every filtered task is gone (POLLHUP), sending one `Syscall` event per
-/// notification. Never stops answering while tasks live, even when nobody reads `tx` any more.
-pub fn serve(
+/// Answers the notifications of one listener, counting each (name, verdict) it records.
+pub struct Responder {
     listener: OwnedFd,
     policy: Arc<Policy>,
     mode: SeccompMode,
-    sandbox: String,
-    tx: Sender<Event>,
-) {
-    if let Err(problem) = check_abi() {
-        let detail = serde_json::json!({ "error": problem });
-        let _ = tx.send(Event::audit(&sandbox, "seccomp_listener_failed", detail));
-        return;
+    counts: HashMap<(String, u8), u64>,
+}
+
+impl Responder {
+    /// A responder for `listener`; refused when the kernel's notification structs are larger than
+    /// ours (the message says so).
+    pub fn new(listener: OwnedFd, policy: Arc<Policy>, mode: SeccompMode) -> Result<Self, String> {
+        check_abi()?;
+        Ok(Self {
+            listener,
+            policy,
+            mode,
+            counts: HashMap::new(),
+        })
     }
-    let fd = listener.as_fd();
-    let mut counts: HashMap<(String, u8), u64> = HashMap::new();
-    loop {
-        let ready = match sys::wait_listener(fd, -1) {
-            Ok(r) => r,
-            Err(_) => return,
-        };
-        if ready.readable {
-            match handle_one(fd, &policy, mode, &mut counts) {
-                Ok(Some(record)) => {
-                    let _ = tx.send(Event::now(&sandbox, EventKind::Syscall(record)));
-                }
-                Ok(None) => {}
+
+    /// The listener, to poll: readable when a call waits for its answer, hung up when every
+    /// filtered task is gone.
+    pub fn listener(&self) -> BorrowedFd<'_> {
+        self.listener.as_fd()
+    }
+
+    /// Receive and answer one notification. `Ok(None)`: it vanished (caller died, EINTR).
+    pub fn answer_one(&mut self) -> io::Result<Option<SyscallRecord>> {
+        handle_one(
+            self.listener.as_fd(),
+            &self.policy,
+            self.mode,
+            &mut self.counts,
+        )
+    }
+
+    /// Answer until every filtered task is gone (POLLHUP), passing each record to `record`.
+    pub fn serve(mut self, mut record: impl FnMut(SyscallRecord)) {
+        loop {
+            let ready = match sys::wait_listener(self.listener(), -1) {
+                Ok(r) => r,
                 Err(_) => return,
+            };
+            if ready.readable {
+                match self.answer_one() {
+                    Ok(Some(rec)) => record(rec),
+                    Ok(None) => {}
+                    Err(_) => return,
+                }
+            } else if ready.hangup {
+                return;
             }
-        } else if ready.hangup {
-            return;
         }
     }
 }

@@ -34,10 +34,10 @@ pub(crate) fn adopt_received_fd(raw: std::os::fd::RawFd) -> std::os::fd::OwnedFd
 }
 
 /// Take ownership of a descriptor that is open in this process and owned by nothing else: the
-/// seccomp listener PID 1 finds in its fd table.
+/// seccomp listener the workload leaves in the fd table it shares with PID 1.
 pub(crate) fn adopt_fd(raw: std::os::fd::RawFd) -> std::os::fd::OwnedFd {
     use std::os::fd::FromRawFd;
-    // SAFETY: callers pass a descriptor that is open (a listener just listed in /proc/self/fd) and
-    // that no other object owns.
+    // SAFETY: callers pass a descriptor that is open and that no other object owns (the seccomp
+    // listener the workload left in the fd table it shared with PID 1 until its execve).
     unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) }
 }
