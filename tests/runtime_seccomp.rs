@@ -155,3 +155,79 @@ fn allow_ptrace_flag_reaches_the_filter() {
     let allowed = run_sh(As::Root, &scratch, &["--allow-ptrace"], script);
     assert_eq!(stdout_of(&allowed).trim(), "0 0", "{}", describe(&allowed));
 }
+
+/// The second start of a profile loads its filter from the cache, and the policy built at the
+/// first notification still answers with the profile's errno; a profile changed in place is
+/// compiled afresh.
+#[test]
+fn cached_filters_answer_like_compiled_ones_and_a_changed_profile_is_compiled_afresh() {
+    let scratch = Scratch::new(As::Root);
+    let events = scratch.path().join("events.jsonl");
+    // An unknown name (only a warning) makes this profile's text, so its cache entry, new.
+    let nonce = format!(
+        "nonce_{}_{:?}",
+        std::process::id(),
+        std::time::Instant::now()
+    );
+    let profile = |errno: u32| {
+        format!(
+            r#"{{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+                {{"names": ["mkdir", "mkdirat", "{nonce}"], "action": "SCMP_ACT_ERRNO", "errnoRet": {errno}}}]}}"#
+        )
+    };
+    let path = scratch.write("profile.json", &profile(libc::EACCES as u32));
+    let start = || {
+        let _ = std::fs::remove_file(&events);
+        let out = run_sh(
+            As::Root,
+            &scratch,
+            &[
+                "--seccomp-profile",
+                path.to_str().expect("utf8"),
+                "--events",
+                events.to_str().expect("utf8"),
+            ],
+            "mkdir /tmp/d 2>&1 | sed 's/.*: //'",
+        );
+        let text = std::fs::read_to_string(&events).expect("events file");
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect();
+        let cache = lines
+            .iter()
+            .find(|e| e["event"] == "seccomp_profile")
+            .map(|e| e["detail"]["filter_cache"].clone());
+        let errnos: Vec<_> = lines
+            .iter()
+            .filter(|e| e["type"] == "syscall" && e["name"] == "mkdir")
+            .map(|e| e["errno"].clone())
+            .collect();
+        (stdout_of(&out).trim().to_owned(), cache, errnos)
+    };
+    let eacces = serde_json::json!(libc::EACCES);
+    let first = start();
+    assert_eq!(
+        first,
+        (
+            "Permission denied".into(),
+            Some("miss".into()),
+            vec![eacces.clone()]
+        )
+    );
+    let second = start();
+    assert_eq!(
+        second,
+        ("Permission denied".into(), Some("hit".into()), vec![eacces])
+    );
+    std::fs::write(&path, profile(libc::EROFS as u32)).expect("change the profile");
+    let changed = start();
+    assert_eq!(
+        changed,
+        (
+            "Read-only file system".into(),
+            Some("miss".into()),
+            vec![serde_json::json!(libc::EROFS)]
+        )
+    );
+}

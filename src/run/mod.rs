@@ -2,6 +2,7 @@
 //! exits with the workload's status (DESIGN §3 exit codes).
 
 mod console;
+pub mod filter_cache;
 pub mod options;
 pub mod reaper;
 pub mod trace;
@@ -24,7 +25,6 @@ use crate::cli::RunArgs;
 use crate::events::{Event, EventKind, ExitRecord};
 use crate::ipc::{self, ToInit};
 use crate::launcher::{self, Stream};
-use crate::seccomp::Policy;
 use crate::spec::{SandboxSpec, SeccompMode};
 use crate::telemetry::sampler::{Sampler, UsageSource};
 use crate::telemetry::sink::EventSink;
@@ -99,26 +99,28 @@ fn prepare(args: &mut RunArgs, mode: SeccompMode) -> Result<SandboxSpec, String>
     Ok(spec)
 }
 
-/// The compiled policy, kept to answer notifications.
+/// What the audit log says about the filter sent to PID 1.
 struct Seccomp {
-    policy: Arc<Policy>,
     warnings: Vec<String>,
+    digest: String,
     instructions: usize,
     notify: bool,
+    cached: bool,
 }
 
-/// Compile the profile and send the filter to PID 1, which needs it only when the workload starts:
-/// the compile (~0.5 ms) overlaps PID 1's building of the root.
-fn compile_and_send(spec: &SandboxSpec, sandbox: &launcher::Sandbox) -> Result<Seccomp, String> {
-    let (policy, warnings, filter) = options::compile_seccomp(spec).map_err(|e| e.to_string())?;
-    let (instructions, notify) = (filter.program.len(), filter.notify);
-    ipc::send_unless_gone(sandbox.ipc.as_fd(), &ToInit::Seccomp(filter), None)
+/// Load (or compile) the filter and send it to PID 1, which needs it only when the workload
+/// starts: this overlaps PID 1's building of the root.
+fn load_and_send(spec: &SandboxSpec, sandbox: &launcher::Sandbox) -> Result<Seccomp, String> {
+    let (compiled, cached) = options::seccomp_filter(spec).map_err(|e| e.to_string())?;
+    let (instructions, notify) = (compiled.filter.program.len(), compiled.filter.notify);
+    ipc::send_unless_gone(sandbox.ipc.as_fd(), &ToInit::Seccomp(compiled.filter), None)
         .map_err(|e| format!("sending the seccomp filter to the sandbox: {e}"))?;
     Ok(Seccomp {
-        policy: Arc::new(policy),
-        warnings,
+        warnings: compiled.warnings,
+        digest: compiled.digest,
         instructions,
         notify,
+        cached,
     })
 }
 
@@ -205,7 +207,7 @@ fn supervise(
     let place = |pid: u32| cgroup.as_ref().map_or(Ok(()), |cg| cg.add_process(pid));
     let launched = launcher::launch(&spec, streams, place)
         .map_err(|e| e.to_string())
-        .and_then(|sandbox| match compile_and_send(&spec, &sandbox) {
+        .and_then(|sandbox| match load_and_send(&spec, &sandbox) {
             Ok(seccomp) => Ok((sandbox, seccomp)),
             Err(msg) => {
                 sandbox.kill();
@@ -227,8 +229,9 @@ fn supervise(
     log.emit(Event::audit(
         &spec.id,
         "seccomp_profile",
-        json!({"mode": spec.seccomp.mode, "profile": spec.seccomp.profile_source, "profile_digest": seccomp.policy.digest(),
-               "instructions": seccomp.instructions, "live_reports": seccomp.notify,
+        json!({"mode": spec.seccomp.mode, "profile": spec.seccomp.profile_source, "profile_digest": seccomp.digest,
+               "instructions": seccomp.instructions, "filter_cache": if seccomp.cached { "hit" } else { "miss" },
+               "live_reports": seccomp.notify,
                "warnings": seccomp.warnings, "allow_ptrace": spec.seccomp.allow_ptrace}),
     ));
     // Set up after the launch, while PID 1 builds the sandbox.
@@ -244,7 +247,6 @@ fn supervise(
         spec: &spec,
         ipc: &sandbox.ipc,
         pid1: sandbox.pid,
-        policy: seccomp.policy.clone(),
     };
     let sampler = Sampler::new(source, interval, Instant::now());
     let mut outcome = watch::watch(watched, &mask, sampler, &mut log)?;

@@ -5,6 +5,7 @@ use std::fmt;
 use std::fs;
 use std::path::{Component, Path, PathBuf};
 
+use super::filter_cache::{self, Compiled};
 use crate::cli::SandboxArgs;
 use crate::config::parse_size;
 use crate::launcher::choose_id_map;
@@ -162,26 +163,31 @@ pub fn build_spec(
     })
 }
 
-/// Parse and compile the profile once, in the supervisor, with the file's name in any error; the
-/// workload only installs the result. Returns the policy, which answers notifications, its warnings
-/// and the filter.
-pub fn compile_seccomp(
-    spec: &SandboxSpec,
-) -> Result<(Policy, Vec<String>, CompiledFilter), OptionError> {
-    let seccomp = &spec.seccomp;
-    let name = seccomp.profile_source.clone();
+/// The seccomp filter for `spec`: from the filter cache when this build compiled the same spec
+/// before, else compiled (and stored). The flag says whether it came from the cache.
+pub fn seccomp_filter(spec: &SandboxSpec) -> Result<(Compiled, bool), OptionError> {
+    let notify = crate::features::user_notif_available();
+    if !notify && spec.strict {
+        return err(
+            "seccomp user notification is unavailable, so denials cannot be reported (--strict)",
+        );
+    }
+    let root = crate::config::runtime_cache_dir().map(|dir| dir.join("seccomp"));
+    let name = filter_cache::entry_name(&spec.seccomp, notify, Path::new("/proc/self/exe"));
+    filter_cache::load_or_compile(root.as_deref(), name.as_deref(), || {
+        compile_seccomp(&spec.seccomp, notify)
+    })
+}
+
+/// Resolve and compile the profile of `seccomp`; errors name the profile.
+fn compile_seccomp(seccomp: &SeccompSpec, notify: bool) -> Result<Compiled, OptionError> {
+    let name = &seccomp.profile_source;
     let (policy, warnings) = Policy::from_spec(seccomp)
         .map_err(|e| OptionError(format!("seccomp profile {name}: {e}")))?;
     if !policy.allows_execve() {
         return err(format!(
             "seccomp profile {name} does not allow execve, so no command can start under it"
         ));
-    }
-    let notify = crate::features::user_notif_available();
-    if !notify && spec.strict {
-        return err(
-            "seccomp user notification is unavailable, so denials cannot be reported (--strict)",
-        );
     }
     let mode = match seccomp.mode {
         SeccompMode::Enforce => FilterMode::Enforce { notify },
@@ -196,7 +202,11 @@ pub fn compile_seccomp(
         jf: i.jf,
         k: i.k,
     });
-    Ok((policy, warnings, CompiledFilter::new(instructions, notify)))
+    Ok(Compiled {
+        filter: CompiledFilter::new(instructions, notify),
+        warnings,
+        digest: policy.digest(),
+    })
 }
 
 /// The first path, from `/` down to `dir`, that `uid`/`gid` (without supplementary groups) cannot

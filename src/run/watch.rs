@@ -6,7 +6,7 @@
 //! on the critical path (docs/BENCHMARKS.md). Only the console and pipe copiers remain threads:
 //! their blocking reads of the host's stdio cannot be polled without changing those fds.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -67,8 +67,54 @@ pub struct Watched<'a> {
     pub ipc: &'a OwnedFd,
     /// PID 1, as a host pid: forwarded signals go there.
     pub pid1: i32,
-    /// The compiled profile, to answer the seccomp listener's notifications.
-    pub policy: Arc<Policy>,
+}
+
+/// The seccomp listener, once PID 1 has handed it over.
+enum Listener {
+    /// Not handed over, or every filtered task is gone.
+    Gone,
+    /// Nothing notified yet. The policy that answers is built at the first notification: most
+    /// starts then never parse the profile, since the filter came from the cache.
+    Idle(OwnedFd),
+    /// Answering notifications.
+    Serving(Responder),
+}
+
+impl Listener {
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
+        match self {
+            Listener::Gone => None,
+            Listener::Idle(fd) => Some(fd.as_fd()),
+            Listener::Serving(responder) => Some(responder.listener()),
+        }
+    }
+
+    /// Answer the pending notification, building the responder first if need be.
+    fn answer(&mut self, spec: &SandboxSpec, log: &mut EventLog) {
+        if let Listener::Idle(_) = self
+            && let Listener::Idle(fd) = std::mem::replace(self, Listener::Gone)
+        {
+            match serve_with_policy(fd, spec) {
+                Ok(responder) => *self = Listener::Serving(responder),
+                Err(problem) => log.emit(Event::audit(
+                    &spec.id,
+                    "seccomp_listener_failed",
+                    serde_json::json!({ "error": problem }),
+                )),
+            }
+        }
+        if let Listener::Serving(responder) = self
+            && let Ok(Some(record)) = responder.answer_one()
+        {
+            log.emit(Event::now(&spec.id, EventKind::Syscall(record)));
+        }
+    }
+}
+
+/// A responder for `listener` that answers with the policy of the spec's profile.
+fn serve_with_policy(listener: OwnedFd, spec: &SandboxSpec) -> Result<Responder, String> {
+    let (policy, _) = Policy::from_spec(&spec.seccomp).map_err(|e| e.to_string())?;
+    Responder::new(listener, Arc::new(policy), spec.seccomp.mode)
 }
 
 /// Serve the sandbox until PID 1 reports the exit (or its channel closes). Then answer the seccomp
@@ -83,18 +129,18 @@ pub fn watch(
     // The forwarded signals are blocked since `execute` began: anything that came meanwhile waits here.
     let signals = SignalFd::with_flags(forwarded, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(|e| format!("signalfd for the forwarded signals: {e}"))?;
-    let mut responder: Option<Responder> = None;
+    let mut listener = Listener::Gone;
     let mut console_master: Option<OwnedFd> = None;
     let mut outcome = Outcome::default();
     let id = sandbox.spec.id.as_str();
     'serve: loop {
-        let (ipc_ready, signal_ready, listener) = {
+        let (ipc_ready, signal_ready, listener_ready) = {
             let mut fds = vec![
                 PollFd::new(sandbox.ipc.as_fd(), PollFlags::POLLIN),
                 PollFd::new(signals.as_fd(), PollFlags::POLLIN),
             ];
-            if let Some(r) = &responder {
-                fds.push(PollFd::new(r.listener(), PollFlags::POLLIN));
+            if let Some(fd) = listener.fd() {
+                fds.push(PollFd::new(fd, PollFlags::POLLIN));
             }
             match poll(&mut fds, poll_timeout(sampler.until_due(Instant::now()))) {
                 Ok(_) | Err(Errno::EINTR) => {}
@@ -108,16 +154,12 @@ pub fn watch(
                 forward(info.ssi_signo, sandbox.pid1, console_master.as_ref());
             }
         }
-        if let Some(revents) = listener {
+        if let Some(revents) = listener_ready {
             if revents.contains(PollFlags::POLLIN) {
-                if let Some(r) = responder.as_mut()
-                    && let Ok(Some(record)) = r.answer_one()
-                {
-                    log.emit(Event::now(id, EventKind::Syscall(record)));
-                }
+                listener.answer(sandbox.spec, log);
             } else if !revents.is_empty() {
                 // Hung up: every filtered task is gone.
-                responder = None;
+                listener = Listener::Gone;
             }
         }
         if !ipc_ready.is_empty() {
@@ -133,16 +175,8 @@ pub fn watch(
                     }
                 }
                 FromInit::SeccompListener => {
-                    if let Some(listener) = fd {
-                        let mode = sandbox.spec.seccomp.mode;
-                        match Responder::new(listener, sandbox.policy.clone(), mode) {
-                            Ok(r) => responder = Some(r),
-                            Err(problem) => log.emit(Event::audit(
-                                id,
-                                "seccomp_listener_failed",
-                                serde_json::json!({ "error": problem }),
-                            )),
-                        }
+                    if let Some(fd) = fd {
+                        listener = Listener::Idle(fd);
                     }
                 }
                 FromInit::Console => {
@@ -168,8 +202,9 @@ pub fn watch(
             log.emit(event);
         }
     }
-    if let Some(r) = responder {
-        r.serve(|record| log.emit(Event::now(id, EventKind::Syscall(record))));
+    // A listener nothing was notified on has nothing to answer: its callers are gone.
+    if let Listener::Serving(responder) = listener {
+        responder.serve(|record| log.emit(Event::now(id, EventKind::Syscall(record))));
     }
     // The sampler has already reported each earlier OOM kill as an `oom` audit event.
     if let Some(event) = sampler.finish(id) {

@@ -33,18 +33,10 @@ pub struct EtcCache {
     _lock: File,
 }
 
-/// Where entries live: `/run/nucleus/etc` for root (system runtime state, where the unprivileged
-/// host id of container root can search), else `$XDG_RUNTIME_DIR/nucleus/etc`, else the XDG cache
-/// dir.
+/// Where entries live: `etc` under `config::runtime_cache_dir` (as root, `/run/nucleus/etc`, where
+/// the unprivileged host id of container root can search).
 pub fn default_root() -> Option<PathBuf> {
-    // SAFETY: geteuid has no arguments and cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
-        return Some(PathBuf::from("/run/nucleus/etc"));
-    }
-    if let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| Path::new(d).is_dir()) {
-        return Some(Path::new(&runtime).join("nucleus/etc"));
-    }
-    directories::ProjectDirs::from("", "", "nucleus").map(|d| d.cache_dir().join("etc"))
+    crate::config::runtime_cache_dir().map(|dir| dir.join("etc"))
 }
 
 /// How long after its last change a file's metadata is not trusted to tell its contents apart:
