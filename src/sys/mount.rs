@@ -1,11 +1,10 @@
 //! Mount primitives that nix does not wrap.
 
+use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-
-use nix::fcntl::{OFlag, open};
-use nix::sys::stat::Mode;
 
 /// `struct mount_attr` of `mount_setattr(2)`.
 #[repr(C)]
@@ -26,6 +25,28 @@ const AT_RECURSIVE: libc::c_uint = 0x8000;
 /// A plain `MS_REMOUNT|MS_RDONLY` only changes the top mount of a recursive bind, which would leave
 /// submounts of the host tree writable; `mount_setattr` with `AT_RECURSIVE` covers them all.
 pub fn restrict_mount_tree(mount_root: BorrowedFd<'_>, readonly: bool) -> io::Result<()> {
+    restrict(
+        mount_root.as_raw_fd(),
+        c"",
+        libc::AT_EMPTY_PATH as libc::c_uint,
+        readonly,
+    )
+}
+
+/// `restrict_mount_tree(path, read-only)`, for a path rather than an open fd; a symlink at `path`
+/// is not followed.
+pub fn make_tree_read_only(path: &Path) -> io::Result<()> {
+    let path = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    restrict(
+        libc::AT_FDCWD,
+        &path,
+        libc::AT_SYMLINK_NOFOLLOW as libc::c_uint,
+        true,
+    )
+}
+
+fn restrict(dirfd: RawFd, path: &CStr, flags: libc::c_uint, readonly: bool) -> io::Result<()> {
     let rdonly = if readonly { MOUNT_ATTR_RDONLY } else { 0 };
     let attr = MountAttr {
         attr_set: rdonly | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
@@ -33,15 +54,15 @@ pub fn restrict_mount_tree(mount_root: BorrowedFd<'_>, readonly: bool) -> io::Re
         propagation: 0,
         userns_fd: 0,
     };
-    let empty = c"";
-    // SAFETY: `empty` is a valid C string, `attr` is a properly laid out `struct mount_attr` that lives
-    // across the call, and its exact size is passed.
+    // SAFETY: `path` is a valid C string and `attr` a properly laid out `struct mount_attr`, both
+    // living across the call, whose exact size is passed; `dirfd` is AT_FDCWD or a descriptor the
+    // caller borrows.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
-            mount_root.as_raw_fd(),
-            empty.as_ptr(),
-            libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
+            dirfd,
+            path.as_ptr(),
+            flags | AT_RECURSIVE,
             &attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
@@ -50,16 +71,6 @@ pub fn restrict_mount_tree(mount_root: BorrowedFd<'_>, readonly: bool) -> io::Re
         return Err(io::Error::last_os_error());
     }
     Ok(())
-}
-
-/// `restrict_mount_tree(path, read-only)`, for a path rather than an open fd.
-pub fn make_tree_read_only(path: &Path) -> io::Result<()> {
-    let fd = open(
-        path,
-        OFlag::O_PATH | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
-        Mode::empty(),
-    )?;
-    restrict_mount_tree(fd.as_fd(), true)
 }
 
 /// Copy `len` bytes (or up to the end, if shorter) of `from` into `to` in the kernel: `sendfile`,
