@@ -5,11 +5,12 @@ use std::cell::Cell;
 use std::fmt;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use nix::sched::{CloneFlags, setns, unshare};
 use nix::sys::signal::{Signal, kill};
+use nix::sys::socket::{Shutdown, shutdown};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 
@@ -51,10 +52,12 @@ pub struct Sandbox {
 
 impl Sandbox {
     /// Wait for PID 1 to end (once; later calls return the same): its exit code, or 128+signal.
+    /// Hangs up the channel first: after reporting the exit, PID 1 waits for that before it exits.
     pub fn wait(&self) -> io::Result<i32> {
         if let Some(status) = self.status.get() {
             return Ok(status);
         }
+        let _ = shutdown(self.ipc.as_raw_fd(), Shutdown::Both);
         let status = loop {
             match waitpid(Pid::from_raw(self.pid), None) {
                 Ok(WaitStatus::Exited(_, code)) => break code,

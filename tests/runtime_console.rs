@@ -125,3 +125,45 @@ for req in (termios.TIOCSTI, termios.TIOCSTI | 0xffffffff00000000):
     assert!(!seen.contains("injected"), "{seen}");
     assert!(child.wait().expect("wait").success());
 }
+
+/// With a terminal on some streams only, those streams become pipes (the host tty never reaches the
+/// sandbox), and the run ends with the workload: PID 1, which holds the pipes as its own stdio,
+/// lets go of them when it reports the exit, before it waits for the supervisor to hang up.
+#[test]
+fn a_terminal_on_some_streams_only_is_piped_and_the_run_ends_with_the_workload() {
+    let scratch = Scratch::new(As::Root);
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let ctx = scratch.subdir("ctx");
+    let out_path = scratch.path().join("out.txt");
+    let slave = File::from(pty.slave);
+    let mut child = nucleus(As::Root, scratch.path())
+        .arg("run")
+        .arg(&ctx)
+        .args(["--", "/bin/sh", "-c"])
+        .arg("test -t 0 || echo stdin-not-a-tty >&2; echo to-file; exit 3")
+        .stdin(Stdio::from(slave.try_clone().expect("dup")))
+        .stdout(Stdio::from(File::create(&out_path).expect("out file")))
+        .stderr(Stdio::from(slave))
+        .spawn()
+        .expect("spawn nucleus");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("nucleus did not end with its workload");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(3));
+    assert_eq!(
+        std::fs::read_to_string(&out_path).expect("out file"),
+        "to-file\n"
+    );
+    let mut terminal = vec![0u8; 4096];
+    let n = nix::unistd::read(&pty.master, &mut terminal).expect("terminal output");
+    let shown = String::from_utf8_lossy(&terminal[..n]);
+    assert!(shown.contains("stdin-not-a-tty"), "{shown}");
+}

@@ -292,9 +292,10 @@ fn supervise(
     }
     // PID 1 reaped every other process of the sandbox before it reported the exit; what is left is
     // its own exit, which unmounts the root and ends the namespaces (~0.7 ms, see
-    // docs/BENCHMARKS.md). A cgroup can only be removed once PID 1 has left it, so then we wait;
-    // otherwise the kernel finishes the teardown after we return, as with bwrap, and PID 1's
-    // PDEATHSIG covers a PID 1 that had not reported.
+    // docs/BENCHMARKS.md), once we hang up. A cgroup can only be removed once PID 1 has left it, so
+    // then we hang up and wait (`Sandbox::wait`); otherwise our exit hangs up, the kernel finishes
+    // the teardown after we return, as with bwrap, and PID 1's PDEATHSIG covers a PID 1 that had
+    // not reported.
     if let Some(cgroup) = cgroup {
         let _ = sandbox.wait();
         // Dropping the cgroup kills anything left and removes its directories.

@@ -150,6 +150,15 @@ pub fn close_fds_except(from: RawFd, keep: &[RawFd]) -> io::Result<()> {
     Ok(())
 }
 
+/// Close descriptors 0, 1 and 2, which no object of this process owns (`std::io` borrows them).
+pub fn close_stdio() -> io::Result<()> {
+    // SAFETY: close_range only closes descriptors, and nothing owns the standard ones.
+    if unsafe { libc::syscall(libc::SYS_close_range, 0u32, 2u32, 0u32) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Run `child` in a new process that shares this one's memory and fd table until it execs or exits,
 /// as `posix_spawn` does (`CLONE_VM | CLONE_VFORK | CLONE_FILES`); this process sleeps meanwhile.
 /// Returns the child's pid once it has exec'd or exited.
