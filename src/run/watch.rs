@@ -1,10 +1,11 @@
 //! The supervisor's one loop while the sandbox runs. It polls PID 1's channel, the forwarded
 //! signals (a signalfd), the seccomp listener, and the usage sampler's timer.
 //!
-//! Why one thread: on two CPUs, each helper thread cost 2–3 % of a sandbox's start. Each thread
-//! paid for its spawn, its malloc arena, the wake-ups and a join at the exit, all while PID 1 was
-//! on the critical path (docs/BENCHMARKS.md). Only the console and pipe copiers remain threads:
-//! their blocking reads of the host's stdio cannot be polled without changing those fds.
+//! Why one thread: on two CPUs, the event-writer, signal and sampler threads this replaces made a
+//! start 5 % slower (docs/BENCHMARKS.md). Each paid for its spawn, its malloc arena, the wake-ups
+//! and a join at the exit, while PID 1 was on the critical path. Only the console and pipe copiers
+//! remain threads: their blocking reads of the host's stdio cannot be polled without changing
+//! those fds.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
@@ -190,8 +191,7 @@ pub fn watch(
                 FromInit::ContextUpper => outcome.upper = fd,
                 FromInit::Failed(failure) => outcome.failure = Some(failure),
                 FromInit::Exited { code, signal } => {
-                    // PID 1's last message: it now tears the sandbox down (every mount, the
-                    // namespaces), and the caller's wrap-up overlaps that.
+                    // PID 1's last message: it tears the sandbox down once we hang up.
                     outcome.exit = Some((code, signal));
                     break 'serve;
                 }
