@@ -39,8 +39,6 @@ pub enum FromInit {
     Console,
     /// The seccomp notification listener (fd attached).
     SeccompListener,
-    /// The workload process runs the command.
-    WorkloadStarted,
     /// A setup step failed; the sandbox does not start.
     Failed(SetupFailure),
     /// The workload ended.

@@ -26,7 +26,7 @@ pub fn run(spec: &SandboxSpec, host: &HostLayout, ipc: BorrowedFd<'_>) -> StepRe
     // Why: a non-dumpable PID 1 cannot be ptraced, and its /proc entries (fds!) are root-only.
     sys::process::set_non_dumpable().step(Step::DieWithParent, "prctl(PR_SET_DUMPABLE)")?;
 
-    build_root(spec, host, ipc)?;
+    let context_upper = build_root(spec, host)?;
     sethostname(&spec.hostname).step(Step::Hostname, "sethostname")?;
     if spec.network == NetworkMode::None {
         enter_network(ipc)?;
@@ -57,8 +57,14 @@ pub fn run(spec: &SandboxSpec, host: &HostLayout, ipc: BorrowedFd<'_>) -> StepRe
         SignalFd::with_flags(&all, SfdFlags::SFD_CLOEXEC).step(Step::SpawnWorkload, "signalfd")?;
 
     let notify = filter.notify;
-    // The workload reports its own steps: ours go first.
+    // The workload reports its own steps: ours go first, with the overlay's upper directory for the
+    // change report. Why not earlier: every message wakes the supervisor on the other CPU, and this
+    // process pays for the wake-up on the start's critical path.
     super::send_audits(ipc);
+    if let Some(upper) = context_upper {
+        ipc::send(ipc, &FromInit::ContextUpper, Some(upper.as_fd()))
+            .step(Step::Context, "handing over the overlay upper dir")?;
+    }
     let (child, listener) = workload::spawn(prepared, ipc)?;
     // The workload has exec'd (or died trying): its last step was installing the filter.
     let handed_over = match listener {
@@ -74,7 +80,6 @@ pub fn run(spec: &SandboxSpec, host: &HostLayout, ipc: BorrowedFd<'_>) -> StepRe
         json!({"applied": handed_over || !notify, "mode": spec.seccomp.mode, "live_reports": handed_over}),
     );
     super::send_audits(ipc);
-    let _ = ipc::send(ipc, &FromInit::WorkloadStarted, None);
     Ok(supervise(Pid::from_raw(child), &signals, ipc))
 }
 
@@ -95,7 +100,8 @@ fn enter_network(ipc: BorrowedFd<'_>) -> StepResult<()> {
 }
 
 /// Assemble the new root under a staging tmpfs, then pivot into it and detach the host.
-fn build_root(spec: &SandboxSpec, host: &HostLayout, ipc: BorrowedFd<'_>) -> StepResult<()> {
+/// Returns the context overlay's upper directory, if there is one.
+fn build_root(spec: &SandboxSpec, host: &HostLayout) -> StepResult<Option<OwnedFd>> {
     let none: Option<&str> = None;
     // Why: nothing we mount may propagate back to the host's mount namespace.
     mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
@@ -133,7 +139,7 @@ fn build_root(spec: &SandboxSpec, host: &HostLayout, ipc: BorrowedFd<'_>) -> Ste
         "tmp_size_bytes": spec.tmp_size_bytes, "proc_masked": rootfs::PROC_MASKED_FILES, "proc_read_only": rootfs::PROC_READ_ONLY}),
     );
 
-    mount_context(spec, ipc)?;
+    let context_upper = mount_context(spec)?;
 
     // Why chdir first: pivot_root(".", ".") stacks the old root on top of the new one; detaching "."
     // then removes every host mount from view without needing a put_old directory.
@@ -151,11 +157,12 @@ fn build_root(spec: &SandboxSpec, host: &HostLayout, ipc: BorrowedFd<'_>) -> Ste
         "pivot_root",
         json!({"old_root": "detached", "root": "tmpfs, read-only"}),
     );
-    Ok(())
+    Ok(context_upper)
 }
 
-/// Present the context at /newroot/context (see `crate::context`).
-fn mount_context(spec: &SandboxSpec, ipc: BorrowedFd<'_>) -> StepResult<()> {
+/// Present the context at /newroot/context (see `crate::context`); returns the overlay's upper
+/// directory, if there is one.
+fn mount_context(spec: &SandboxSpec) -> StepResult<Option<OwnedFd>> {
     let host_dir = Path::new("/oldroot").join(
         spec.context_dir
             .strip_prefix("/")
@@ -168,12 +175,8 @@ fn mount_context(spec: &SandboxSpec, ipc: BorrowedFd<'_>) -> StepResult<()> {
         Path::new("/newroot/context"),
     )
     .map_err(|e| SetupError::other(Step::Context, e.to_string()))?;
-    if let Some(upper) = &prepared.upper {
-        ipc::send(ipc, &FromInit::ContextUpper, Some(upper.as_fd()))
-            .step(Step::Context, "handing over the overlay upper dir")?;
-    }
-    audit("context", prepared.audit.clone());
-    Ok(())
+    audit("context", prepared.audit);
+    Ok(prepared.upper)
 }
 
 /// Open a console in the sandbox's own devpts; the master goes to the supervisor, the slave to the workload.

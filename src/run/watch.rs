@@ -195,7 +195,6 @@ pub fn watch(
                     outcome.exit = Some((code, signal));
                     break 'serve;
                 }
-                FromInit::WorkloadStarted => {}
             }
         }
         for event in sampler.sample_if_due(id, Instant::now()) {
