@@ -130,19 +130,6 @@ pub fn config_path() -> Option<PathBuf> {
     directories::ProjectDirs::from("", "", "nucleus").map(|d| d.config_dir().join("config.toml"))
 }
 
-/// Where nucleus keeps what it prepares once and reuses between runs (the `/etc` cache, compiled
-/// seccomp filters): `/run/nucleus` for root (system runtime state), else
-/// `$XDG_RUNTIME_DIR/nucleus`, else the XDG cache dir. Never the context directory.
-pub fn runtime_cache_dir() -> Option<PathBuf> {
-    if nix::unistd::geteuid().is_root() {
-        return Some(PathBuf::from("/run/nucleus"));
-    }
-    if let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| Path::new(d).is_dir()) {
-        return Some(Path::new(&runtime).join("nucleus"));
-    }
-    directories::ProjectDirs::from("", "", "nucleus").map(|d| d.cache_dir().to_path_buf())
-}
-
 /// Load the user's config file; a missing file (or no home directory) gives `Config::default()`.
 pub fn load() -> Result<Config, ConfigError> {
     let Some(path) = config_path() else {

@@ -1,5 +1,6 @@
 //! nucleus: a Linux sandbox shell. See docs/ARCHITECTURE.md for the layers.
 
+pub mod cache;
 pub mod cgroup;
 pub mod cli;
 pub mod config;

@@ -1,14 +1,16 @@
 //! cgroup v1 for real (this host is v1-hybrid): limits, OOM, fork bomb, kill, removal.
 
+mod common;
+
 use std::fs;
-use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nucleus::cgroup::{self, CgroupLayout, CgroupSetup, SandboxCgroup, Version};
 use nucleus::spec::Limits;
+
+use common::{held, release};
 
 fn v1_cgroup(name: &str, limits: Limits) -> SandboxCgroup {
     let layout = CgroupLayout::detect_at(Path::new("/sys/fs/cgroup")).expect("detects");
@@ -21,23 +23,6 @@ fn v1_cgroup(name: &str, limits: Limits) -> SandboxCgroup {
         CgroupSetup::Limited(cg) => cg,
         CgroupSetup::Unavailable { reason } => panic!("unavailable as root: {reason}"),
     }
-}
-
-/// A shell that waits on stdin before running `script`, so it can be moved into the cgroup first.
-fn held(script: &str) -> Child {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("read _ ; {script}"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn sh")
-}
-
-fn release(child: &mut Child) {
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    stdin.write_all(b"go\n").expect("release");
 }
 
 fn read(cg: &SandboxCgroup, controller: &str, file: &str) -> String {

@@ -1,14 +1,16 @@
 //! cgroup v2 for real: the hybrid's unified hierarchy (no controllers), and a fresh cgroup2 mount.
 
-use std::io::Write;
+mod common;
+
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nucleus::cgroup::{self, CgroupError, CgroupLayout, CgroupSetup, SandboxCgroup, Version};
 use nucleus::spec::Limits;
+
+use common::{held, release};
 
 fn create(layout: &CgroupLayout, name: &str, limits: Limits) -> Result<SandboxCgroup, CgroupError> {
     let id = format!("t{}-{name}", std::process::id());
@@ -16,24 +18,6 @@ fn create(layout: &CgroupLayout, name: &str, limits: Limits) -> Result<SandboxCg
         CgroupSetup::Limited(cg) => Ok(cg),
         CgroupSetup::Unavailable { reason } => panic!("unavailable as root: {reason}"),
     }
-}
-
-fn held(script: &str) -> Child {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("read _ ; {script}"))
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("spawn sh")
-}
-
-fn release(child: &mut Child) {
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(b"go\n")
-        .expect("release");
 }
 
 /// Create, fill, sample, kill and remove a v2 cgroup in `layout`.

@@ -2,9 +2,10 @@
 //!
 //! Each test drives a `Sampler` as the supervisor's loop does: sleep until it is due, then sample.
 
+mod common;
+
 use std::collections::VecDeque;
-use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -13,6 +14,8 @@ use nucleus::cgroup::{self, CgroupSetup, SandboxCgroup};
 use nucleus::events::{Event, EventKind, UsageSample};
 use nucleus::spec::Limits;
 use nucleus::telemetry::sampler::{Sampler, UsageSource};
+
+use common::{held, release};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -61,26 +64,6 @@ impl Driver {
             }
         }
     }
-}
-
-fn held(script: &str) -> Child {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("read _ ; {script}"))
-        .stdin(Stdio::piped())
-        // A fork bomb's "Cannot fork" lines are expected; keep them out of the test output.
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn sh")
-}
-
-fn release(child: &mut Child) {
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(b"go\n")
-        .expect("release");
 }
 
 fn limited(id: &str, limits: &Limits) -> Arc<SandboxCgroup> {

@@ -6,15 +6,15 @@
 //! - the seccomp spec: profile text, mode, `--allow-ptrace`;
 //! - whether denials are notified;
 //! - the architecture;
-//! - the nucleus executable itself (device, inode, size, modification time), so a rebuilt nucleus
-//!   never loads what another build compiled.
+//! - the nucleus executable itself (`cache::hash_identity`: device, inode, size, times), so a
+//!   rebuilt nucleus never loads what another build compiled.
 //!
 //! An entry is written to a temporary file and renamed into place, and never changes. A missing
 //! or unreadable entry means compiling, as without a cache; so does any failure to store one.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -46,15 +46,7 @@ pub fn entry_name(spec: &SeccompSpec, notify: bool, exe: &Path) -> Option<String
     let meta = fs::metadata(exe).ok()?;
     let mut hasher = blake3::Hasher::new();
     hasher.update(LAYOUT_VERSION.as_bytes());
-    for n in [
-        meta.dev(),
-        meta.ino(),
-        meta.size(),
-        meta.mtime() as u64,
-        meta.mtime_nsec() as u64,
-    ] {
-        hasher.update(&n.to_le_bytes());
-    }
+    crate::cache::hash_identity(&mut hasher, &meta);
     hasher.update(std::env::consts::ARCH.as_bytes());
     hasher.update(&[u8::from(notify)]);
     hasher.update(&serde_json::to_vec(spec).ok()?);

@@ -172,7 +172,7 @@ pub fn seccomp_filter(spec: &SandboxSpec) -> Result<(Compiled, bool), OptionErro
             "seccomp user notification is unavailable, so denials cannot be reported (--strict)",
         );
     }
-    let root = crate::config::runtime_cache_dir().map(|dir| dir.join("seccomp"));
+    let root = crate::cache::runtime_dir().map(|dir| dir.join("seccomp"));
     let name = filter_cache::entry_name(&spec.seccomp, notify, Path::new("/proc/self/exe"));
     filter_cache::load_or_compile(root.as_deref(), name.as_deref(), || {
         compile_seccomp(&spec.seccomp, notify)

@@ -173,3 +173,23 @@ pub fn describe(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// A shell that waits on stdin before running `script`, so that it can be moved into a cgroup first
+/// (`release` starts it). Its output is dropped: a fork bomb's "Cannot fork" lines are expected.
+pub fn held(script: &str) -> std::process::Child {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("read _ ; {script}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn sh")
+}
+
+/// Let a `held` shell run its script.
+pub fn release(child: &mut std::process::Child) {
+    use std::io::Write;
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin.write_all(b"go\n").expect("release");
+}

@@ -33,10 +33,10 @@ pub struct EtcCache {
     _lock: File,
 }
 
-/// Where entries live: `etc` under `config::runtime_cache_dir` (as root, `/run/nucleus/etc`, where
+/// Where entries live: `etc` under `cache::runtime_dir` (as root, `/run/nucleus/etc`, where
 /// the unprivileged host id of container root can search).
 pub fn default_root() -> Option<PathBuf> {
-    crate::config::runtime_cache_dir().map(|dir| dir.join("etc"))
+    crate::cache::runtime_dir().map(|dir| dir.join("etc"))
 }
 
 /// How long after its last change a file's metadata is not trusted to tell its contents apart:
@@ -54,18 +54,7 @@ pub(super) fn fingerprint(
     meta: &fs::Metadata,
 ) {
     hasher.update(name.as_bytes());
-    for n in [
-        meta.dev(),
-        meta.ino(),
-        meta.size(),
-        meta.mtime() as u64,
-        meta.mtime_nsec() as u64,
-        meta.ctime() as u64,
-        meta.ctime_nsec() as u64,
-        u64::from(meta.mode()),
-    ] {
-        hasher.update(&n.to_le_bytes());
-    }
+    crate::cache::hash_identity(hasher, meta);
     let changed = UNIX_EPOCH + Duration::new(meta.ctime().max(0) as u64, meta.ctime_nsec() as u32);
     let recent = SystemTime::now()
         .duration_since(changed)
