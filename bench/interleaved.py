@@ -2,8 +2,11 @@
 """Time commands interleaved run by run, so that this VM's drift over minutes falls on all alike.
 
 Usage: interleaved.py RUNS BASELINE_NAME NAME=COMMAND...   (COMMAND split on spaces)
-Each iteration runs every command once (posix_spawn, stdout to /dev/null, then waitpid); the first
-5 iterations are warm-ups. Prints a markdown table of medians and each median's ratio to BASELINE's.
+Each iteration runs every command once (posix_spawn, stdout to /dev/null, then waitpid), in a new
+random order: a sandbox's teardown (PID 1's, after `nucleus` or bwrap has returned) overlaps the
+start of whatever runs next, so a fixed order would charge it to the same command every time. The
+first 5 iterations are warm-ups. Prints a markdown table of medians and each median's ratio to
+BASELINE's.
 
 Every executable is first dropped from the page cache, so that each is loaded the way exec loads it
 after a boot. How its pages got into the cache otherwise changes the start: a binary just written by
@@ -11,6 +14,7 @@ the linker, or copied with cp, takes another number of page faults (107 against 
 `nucleus --version`), because the page cache's folio sizes follow how the file was written.
 """
 import os
+import random
 import statistics
 import sys
 import time
@@ -24,8 +28,9 @@ for _, command in commands:
     executable = os.open(command.split()[0], os.O_RDONLY)
     os.posix_fadvise(executable, 0, 0, os.POSIX_FADV_DONTNEED)
     os.close(executable)
+order = random.Random(0)
 for iteration in range(runs + 5):
-    for name, command in commands:
+    for name, command in order.sample(commands, len(commands)):
         argv = command.split()
         start = time.perf_counter_ns()
         pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=[(os.POSIX_SPAWN_DUP2, devnull, 1)])
