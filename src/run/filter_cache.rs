@@ -10,16 +10,18 @@
 //!   rebuilt nucleus never loads what another build compiled.
 //!
 //! An entry is written to a temporary file and renamed into place, and never changes. A missing
-//! or unreadable entry means compiling, as without a cache; so does any failure to store one.
+//! or unreadable entry means compiling, as without a cache; so does any failure to store one, and
+//! so does a cache directory that anyone but this user could write.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use crate::cache::is_private;
 use crate::spec::{CompiledFilter, SeccompSpec};
 
 /// Bump when what an entry holds changes shape.
@@ -60,7 +62,11 @@ pub fn load_or_compile<E>(
     name: Option<&str>,
     compile: impl FnOnce() -> Result<Compiled, E>,
 ) -> Result<(Compiled, bool), E> {
-    let path = root.zip(name).map(|(root, name)| root.join(name));
+    // A filter is loaded only from a directory nobody else can write (`cache::is_private`).
+    let path = root
+        .filter(|root| is_private(root))
+        .zip(name)
+        .map(|(root, name)| root.join(name));
     if let Some(cached) = path.as_deref().and_then(load) {
         return Ok((cached, true));
     }
@@ -77,7 +83,16 @@ fn load(path: &Path) -> Option<Compiled> {
 }
 
 fn store(root: &Path, name: &str, compiled: &Compiled) -> io::Result<()> {
-    fs::create_dir_all(root)?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(root)?;
+    if !is_private(root) {
+        return Err(io::Error::other(format!(
+            "{} can be written by others",
+            root.display()
+        )));
+    }
     let tmp = root.join(format!(".tmp-{name}-{}", std::process::id()));
     let written = File::options()
         .write(true)
@@ -178,10 +193,12 @@ mod tests {
     #[test]
     fn an_unreadable_entry_is_compiled_again_and_replaced() {
         let dir = tempfile::tempdir().expect("tempdir");
-        fs::write(dir.path().join("e1"), "{ truncated").expect("write");
-        let got = load_or_compile::<()>(Some(dir.path()), Some("e1"), || Ok(compiled(2)));
+        let root = dir.path().join("seccomp");
+        fs::create_dir(&root).expect("mkdir");
+        fs::write(root.join("e1"), "{ truncated").expect("write");
+        let got = load_or_compile::<()>(Some(&root), Some("e1"), || Ok(compiled(2)));
         assert_eq!(got, Ok((compiled(2), false)));
-        assert_eq!(load(&dir.path().join("e1")), Some(compiled(2)));
+        assert_eq!(load(&root.join("e1")), Some(compiled(2)));
     }
 
     #[test]
@@ -198,19 +215,41 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_others_can_write_is_neither_read_nor_written() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("seccomp");
+        load_or_compile::<()>(Some(&root), Some("e1"), || Ok(compiled(5))).expect("stored");
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o777)).expect("chmod");
+        // Someone else's entry under that name is not loaded, and ours is not stored there.
+        fs::write(
+            root.join("e2"),
+            serde_json::to_vec(&compiled(6)).expect("json"),
+        )
+        .expect("plant");
+        let got = load_or_compile::<()>(Some(&root), Some("e2"), || Ok(compiled(7)));
+        assert_eq!(got, Ok((compiled(7), false)));
+        assert_eq!(load(&root.join("e2")), Some(compiled(6)), "left as it was");
+        let again = load_or_compile::<()>(Some(&root), Some("e1"), || Ok(compiled(8)));
+        assert_eq!(again, Ok((compiled(8), false)), "not even our own entry");
+    }
+
+    #[test]
     fn storing_removes_only_entries_written_long_ago() {
         let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("seccomp");
+        fs::create_dir(&root).expect("mkdir");
         for name in ["old", "recent"] {
-            fs::write(dir.path().join(name), "{}").expect("write");
+            fs::write(root.join(name), "{}").expect("write");
         }
         let long_ago = SystemTime::now() - KEEP - Duration::from_secs(60);
         File::options()
             .write(true)
-            .open(dir.path().join("old"))
+            .open(root.join("old"))
             .and_then(|f| f.set_modified(long_ago))
             .expect("age it");
-        load_or_compile::<()>(Some(dir.path()), Some("new"), || Ok(compiled(4))).expect("stored");
-        let mut names: Vec<_> = fs::read_dir(dir.path())
+        load_or_compile::<()>(Some(&root), Some("new"), || Ok(compiled(4))).expect("stored");
+        let mut names: Vec<_> = fs::read_dir(&root)
             .expect("listed")
             .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
             .collect();

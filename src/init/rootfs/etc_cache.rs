@@ -10,7 +10,8 @@
 //! Every sandbox holds a shared `flock` on its entry for its lifetime. When a new entry is built,
 //! the others are removed, but only those built over 15 minutes ago whose exclusive lock can be
 //! taken: no sandbox uses them.
-//! Any failure here only means PID 1 builds `/etc` itself, as without a cache.
+//! Any failure here only means PID 1 builds `/etc` itself, as without a cache; so does a cache
+//! directory that anyone but this user could write (`cache::is_private`).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -79,6 +80,13 @@ pub fn open(
     host: &HostLayout,
     host_root: &Path,
 ) -> io::Result<EtcCache> {
+    make_dirs(root)?;
+    if !crate::cache::is_private(root) {
+        return Err(io::Error::other(format!(
+            "{} can be written by others",
+            root.display()
+        )));
+    }
     let name = entry_name(spec, host);
     let dir = root.join(&name);
     for _ in 0..3 {

@@ -257,9 +257,33 @@ mod etc_cache_entries {
         root
     }
 
+    /// The entry for `host_root` in `etc` under `cache` (a temp dir, whose parent /tmp anyone may
+    /// write, so it cannot hold the entries itself).
     fn open(cache: &Path, host_root: &Path) -> etc_cache::EtcCache {
         let host = HostLayout::probe(host_root);
-        etc_cache::open(cache, &spec(NetworkMode::None), &host, host_root).expect("open")
+        etc_cache::open(
+            &cache.join("etc"),
+            &spec(NetworkMode::None),
+            &host,
+            host_root,
+        )
+        .expect("open")
+    }
+
+    #[test]
+    fn a_cache_directory_others_can_write_is_not_used() {
+        let (host_root, cache) = (fake_host(), tempfile::tempdir().expect("tempdir"));
+        let root = cache.path().join("etc");
+        fs::create_dir(&root).expect("mkdir");
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o777)).expect("chmod");
+        let host = HostLayout::probe(host_root.path());
+        let refused = etc_cache::open(&root, &spec(NetworkMode::None), &host, host_root.path());
+        assert!(refused.is_err(), "anyone could plant an /etc there");
+        assert_eq!(
+            fs::read_dir(&root).expect("listed").count(),
+            0,
+            "nothing built"
+        );
     }
 
     #[test]
