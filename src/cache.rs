@@ -37,7 +37,7 @@ pub fn hash_identity(hasher: &mut blake3::Hasher, meta: &Metadata) {
 
 /// Whether entries under `dir` may be trusted: `dir` and its parent are directories owned by this
 /// process's user and writable by nobody else. Whoever else could write there could plant a seccomp
-/// filter or an `/etc` for our sandboxes (say, `/run/nucleus` made while root's umask was 0).
+/// filter or an `/etc` for our sandboxes (say, a directory made by hand, or under a umask of 0).
 pub fn is_private(dir: &Path) -> bool {
     let euid = nix::unistd::geteuid().as_raw();
     let ours = |path: &Path| {
