@@ -1,6 +1,6 @@
 //! Compiled seccomp filters kept between runs. Parsing and resolving a profile cost ~0.3 ms of the
 //! supervisor's CPU at every start. That CPU is one PID 1 needs: the RCU grace period of its old
-//! root's detach waited for it. With the cache a start takes 0.93× the time (docs/BENCHMARKS.md).
+//! root's detach waited for it. With the cache a start takes 0.91× the time (docs/BENCHMARKS.md).
 //!
 //! An entry is named by a hash of everything the filter comes from:
 //! - the seccomp spec: profile text, mode, `--allow-ptrace`;
