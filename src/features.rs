@@ -37,9 +37,10 @@ pub fn seccomp_actions() -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Whether seccomp user notification is available.
+/// Whether seccomp user notification is available (one `seccomp` call: reading `actions_avail`
+/// costs an open, a read and a close of a sysctl file at every start).
 pub fn user_notif_available() -> bool {
-    seccomp_actions().iter().any(|a| a == "user_notif")
+    crate::sys::seccomp::action_available(crate::seccomp::bpf::RET_USER_NOTIF)
 }
 
 fn read_number(path: &str) -> Option<u64> {

@@ -14,21 +14,20 @@ const CHILD_DIR: &str = "NUCLEUS_LOGGING_CHILD_DIR";
 /// Set in the child copy when it may log to the terminal too.
 const CHILD_TERMINAL: &str = "NUCLEUS_LOGGING_CHILD_TERMINAL";
 
+/// What a child copy left: its log file's text (None when it wrote no file) and its stderr.
+type Logged = (Option<String>, String);
+
 /// In the child copy, log one line per level at `-v` and return None; in the parent, run test `name`
 /// as that child with `RUST_LOG` set as given, and return the single log file's text.
-fn logged_by_child(name: &str, rust_log: Option<&str>) -> Option<String> {
+fn logged_by_child(name: &str, rust_log: Option<&str>) -> Option<Option<String>> {
     logged_by_child_to(name, rust_log, false).map(|(file, _)| file)
 }
 
-/// Like `logged_by_child`, optionally with `to_terminal`; returns the log file's text and stderr.
-fn logged_by_child_to(
-    name: &str,
-    rust_log: Option<&str>,
-    to_terminal: bool,
-) -> Option<(String, String)> {
+/// Like `logged_by_child`, optionally with `to_terminal`; also returns stderr.
+fn logged_by_child_to(name: &str, rust_log: Option<&str>, to_terminal: bool) -> Option<Logged> {
     if let Some(dir) = std::env::var_os(CHILD_DIR) {
         let to_terminal = std::env::var_os(CHILD_TERMINAL).is_some();
-        logging::init_in(Path::new(&dir), 1, to_terminal).expect("log file opens");
+        logging::init_in(Path::new(&dir).join("logs").as_path(), 1, to_terminal);
         tracing::info!("telemetry-info-marker");
         tracing::debug!("telemetry-debug-marker");
         return None;
@@ -53,10 +52,11 @@ fn logged_by_child_to(
             "to_terminal=false keeps stderr clean: {stderr}"
         );
     }
-    let files: Vec<_> = std::fs::read_dir(dir.path())
-        .expect("log dir")
-        .flatten()
-        .collect();
+    // The directory and the file are made when the first line is written.
+    let Ok(entries) = std::fs::read_dir(dir.path().join("logs")) else {
+        return Some((None, stderr));
+    };
+    let files: Vec<_> = entries.flatten().collect();
     assert_eq!(files.len(), 1, "one daily log file");
     let file = files[0].file_name().to_string_lossy().into_owned();
     assert!(
@@ -64,7 +64,7 @@ fn logged_by_child_to(
         "{file}"
     );
     Some((
-        std::fs::read_to_string(files[0].path()).expect("read log"),
+        Some(std::fs::read_to_string(files[0].path()).expect("read log")),
         stderr,
     ))
 }
@@ -74,6 +74,7 @@ fn v1_logs_info_to_the_file_but_not_debug() {
     let Some(text) = logged_by_child("v1_logs_info_to_the_file_but_not_debug", None) else {
         return;
     };
+    let text = text.expect("a log file");
     assert!(text.contains("telemetry-info-marker"), "{text}");
     assert!(!text.contains("telemetry-debug-marker"), "{text}");
 }
@@ -84,15 +85,22 @@ fn rust_log_debug_overrides_the_verbosity() {
     else {
         return;
     };
+    let text = text.expect("a log file");
     assert!(text.contains("telemetry-debug-marker"), "{text}");
 }
 
 #[test]
-fn rust_log_error_silences_info() {
-    let Some(text) = logged_by_child("rust_log_error_silences_info", Some("error")) else {
+fn rust_log_error_silences_info_and_no_file_is_made() {
+    let Some(text) = logged_by_child(
+        "rust_log_error_silences_info_and_no_file_is_made",
+        Some("error"),
+    ) else {
         return;
     };
-    assert!(!text.contains("telemetry-info-marker"), "{text}");
+    assert_eq!(
+        text, None,
+        "nothing was logged, so no log directory or file exists"
+    );
 }
 
 #[test]
@@ -101,6 +109,7 @@ fn to_terminal_also_logs_to_stderr() {
     else {
         return;
     };
+    let file = file.expect("a log file");
     assert!(file.contains("telemetry-info-marker"), "{file}");
     assert!(stderr.contains("telemetry-info-marker"), "{stderr}");
 }

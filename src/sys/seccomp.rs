@@ -5,6 +5,8 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 /// `SECCOMP_SET_MODE_FILTER`.
 const SET_MODE_FILTER: libc::c_uint = 1;
+/// `SECCOMP_GET_ACTION_AVAIL`.
+const GET_ACTION_AVAIL: libc::c_uint = 2;
 /// `SECCOMP_GET_NOTIF_SIZES`.
 const GET_NOTIF_SIZES: libc::c_uint = 3;
 /// `SECCOMP_FILTER_FLAG_NEW_LISTENER`.
@@ -103,6 +105,20 @@ pub fn install_filter(
     let fd = i32::try_from(ret).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
     // SAFETY: with NEW_LISTENER the kernel returns a fresh fd that nobody else owns.
     Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// Whether the kernel supports the filter return action `action` (a `SECCOMP_RET_*` value).
+pub fn action_available(action: u32) -> bool {
+    // SAFETY: the kernel only reads one u32 from `action`.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            GET_ACTION_AVAIL,
+            0,
+            &action as *const u32,
+        )
+    };
+    ret == 0
 }
 
 /// The kernel's notification struct sizes (checked against ours before serving).
@@ -296,5 +312,22 @@ mod tests {
         assert_eq!(usize::from(sizes.notif), std::mem::size_of::<Notif>());
         assert_eq!(usize::from(sizes.resp), std::mem::size_of::<NotifResp>());
         assert_eq!(usize::from(sizes.data), std::mem::size_of::<SeccompData>());
+    }
+
+    #[test]
+    fn available_actions_agree_with_the_sysctl() {
+        let listed = crate::features::seccomp_actions();
+        for (name, action) in [
+            ("user_notif", crate::seccomp::bpf::RET_USER_NOTIF),
+            ("allow", crate::seccomp::bpf::RET_ALLOW),
+            ("errno", crate::seccomp::bpf::RET_ERRNO),
+        ] {
+            assert_eq!(
+                action_available(action),
+                listed.iter().any(|a| a == name),
+                "{name}: {listed:?}"
+            );
+        }
+        assert!(!action_available(0x7ff7_0000), "an action no kernel has");
     }
 }
