@@ -5,12 +5,11 @@ use std::cell::Cell;
 use std::fmt;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use nix::sched::{CloneFlags, setns, unshare};
 use nix::sys::signal::{Signal, kill};
-use nix::sys::socket::{Shutdown, shutdown};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 
@@ -51,13 +50,17 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
-    /// Wait for PID 1 to end (once; later calls return the same): its exit code, or 128+signal.
-    /// Hangs up the channel first: after reporting the exit, PID 1 waits for that before it exits.
-    pub fn wait(&self) -> io::Result<i32> {
+    /// SIGKILL PID 1 (the kernel then kills every process of its pid namespace) and reap it
+    /// (once; later calls return the same): its exit code, or 128+signal. A PID 1 that died
+    /// already keeps its own status. After reporting the exit, PID 1 waits for this, or for
+    /// PDEATHSIG when the thread that launched it exits, so that its teardown starts after the
+    /// supervisor's exit.
+    pub fn end(&self) -> io::Result<i32> {
         if let Some(status) = self.status.get() {
             return Ok(status);
         }
-        let _ = shutdown(self.ipc.as_raw_fd(), Shutdown::Both);
+        // An unreaped PID 1 keeps its pid: this cannot reach another process.
+        let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
         let status = loop {
             match waitpid(Pid::from_raw(self.pid), None) {
                 Ok(WaitStatus::Exited(_, code)) => break code,
@@ -68,12 +71,6 @@ impl Sandbox {
         };
         self.status.set(Some(status));
         Ok(status)
-    }
-
-    /// SIGKILL PID 1 (the kernel then kills every process of its pid namespace) and reap it.
-    pub fn kill(&self) {
-        let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
-        let _ = self.wait();
     }
 }
 
@@ -209,7 +206,7 @@ pub fn launch(
     match started {
         Ok(()) => Ok(sandbox),
         Err(err) => {
-            sandbox.kill();
+            let _ = sandbox.end();
             Err(err)
         }
     }

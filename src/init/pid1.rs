@@ -228,20 +228,21 @@ fn supervise(workload: Pid, signals: &SignalFd, ipc: BorrowedFd<'_>) -> i32 {
     }
 }
 
-/// Report the workload's exit once nothing else of the sandbox runs, then exit when the supervisor
-/// hangs up: as it exits, or before it waits for us (`Sandbox::wait`).
+/// Report the workload's exit once nothing else of the sandbox runs, then wait to be killed: by
+/// PDEATHSIG when the supervisor's thread exits, or by the supervisor (`Sandbox::end`).
 ///
 /// Why linger: our exit tears the sandbox down (every mount, the namespaces), and that waits for
 /// expedited RCU grace periods whose kthreads and kworkers take the CPUs from the supervisor's
-/// wrap-up and exit; the exit status reached the caller ~0.2 ms later (docs/BENCHMARKS.md). Nothing
-/// of the workload is left to run meanwhile, and PDEATHSIG still ends us with the supervisor.
+/// wrap-up and exit. Why not until the channel hangs up: an exiting process closes its descriptors
+/// before its parent hears of the exit, so the teardown still overlapped the end of the
+/// supervisor's exit; PDEATHSIG comes with the notice to its parent (docs/BENCHMARKS.md). Nothing
+/// of the workload is left to run meanwhile.
 fn report_exit(ipc: BorrowedFd<'_>, code: Option<i32>, signal: Option<i32>) -> i32 {
     end_every_other_process();
     if ipc::send(ipc, &FromInit::Exited { code, signal }, None).is_ok() {
         // Our stdio may be the pipes the supervisor copies until their end: let them end now.
         let _ = sys::process::close_stdio();
-        // Until the hang-up (EOF) or an error; the supervisor sends nothing more.
-        while let Ok(Some(_)) = ipc::recv::<ToInit>(ipc) {}
+        sys::process::wait_for_sigkill();
     }
     code.unwrap_or_else(|| 128 + signal.unwrap_or(0))
 }

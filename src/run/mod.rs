@@ -210,7 +210,7 @@ fn supervise(
         .and_then(|sandbox| match load_and_send(&spec, &sandbox) {
             Ok(seccomp) => Ok((sandbox, seccomp)),
             Err(msg) => {
-                sandbox.kill();
+                let _ = sandbox.end();
                 Err(msg)
             }
         });
@@ -273,7 +273,7 @@ fn supervise(
         (None, Some((Some(code), _))) => code,
         (None, Some((None, Some(sig)))) => 128 + sig,
         // PID 1 died without a report (killed): its own status says how.
-        _ => sandbox.wait().map_err(|e| e.to_string())?,
+        _ => sandbox.end().map_err(|e| e.to_string())?,
     };
     if outcome.failure.is_none() {
         let signal = outcome.exit.and_then(|(_, s)| s);
@@ -292,12 +292,11 @@ fn supervise(
     }
     // PID 1 reaped every other process of the sandbox before it reported the exit; what is left is
     // its own exit, which unmounts the root and ends the namespaces (~0.7 ms, see
-    // docs/BENCHMARKS.md), once we hang up. A cgroup can only be removed once PID 1 has left it, so
-    // then we hang up and wait (`Sandbox::wait`); otherwise our exit hangs up, the kernel finishes
-    // the teardown after we return, as with bwrap, and PID 1's PDEATHSIG covers a PID 1 that had
-    // not reported.
+    // docs/BENCHMARKS.md), once it is killed. A cgroup can only be removed once PID 1 has left it,
+    // so then we kill it and wait (`Sandbox::end`); otherwise PDEATHSIG kills it as our exit
+    // reaches our parent, and the kernel finishes the teardown after we return, as with bwrap.
     if let Some(cgroup) = cgroup {
-        let _ = sandbox.wait();
+        let _ = sandbox.end();
         // Dropping the cgroup kills anything left and removes its directories.
         drop(cgroup);
     }

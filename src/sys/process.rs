@@ -150,6 +150,15 @@ pub fn close_fds_except(from: RawFd, keep: &[RawFd]) -> io::Result<()> {
     Ok(())
 }
 
+/// Sleep until SIGKILL ends this process. Every other signal must be blocked (PID 1 reads them
+/// from a signalfd), so nothing else wakes it.
+pub fn wait_for_sigkill() -> ! {
+    loop {
+        // SAFETY: pause only sleeps until a signal.
+        unsafe { libc::pause() };
+    }
+}
+
 /// Close descriptors 0, 1 and 2, which no object of this process owns (`std::io` borrows them).
 pub fn close_stdio() -> io::Result<()> {
     // SAFETY: close_range only closes descriptors, and nothing owns the standard ones.
