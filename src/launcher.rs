@@ -14,7 +14,7 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use crate::init::rootfs::HostLayout;
-use crate::init::rootfs::etc_cache::{self, EtcCache};
+use crate::init::rootfs::root_cache::{self, RootCache};
 use crate::ipc::{self, SetupFailure, ToInit};
 use crate::spec::{IdMap, NetworkMode, SandboxSpec};
 use crate::sys::process;
@@ -45,8 +45,8 @@ pub struct Sandbox {
     pub stderr: Option<File>,
     /// PID 1's status once reaped.
     status: Cell<Option<i32>>,
-    /// The `/etc` cache entry PID 1 binds, locked against removal while the sandbox lives.
-    _etc_cache: Option<EtcCache>,
+    /// The root cache entry PID 1 binds, locked against removal while the sandbox lives.
+    _root_cache: Option<RootCache>,
 }
 
 impl Sandbox {
@@ -155,11 +155,11 @@ pub fn launch(
     let wiring = StdioWiring::open(streams).map_err(LaunchError::Channel)?;
     // Looked at from here: PID 1's mount namespace starts as a copy of ours, and a cache entry is
     // built with our credentials (the sandbox's root may be `nobody` on the host). Without an entry
-    // PID 1 builds /etc itself.
+    // PID 1 builds the root itself.
     let mut host = HostLayout::probe(Path::new("/"));
-    let etc_cache = etc_cache::default_root()
-        .and_then(|root| etc_cache::open(&root, spec, &host, Path::new("/")).ok());
-    host.etc_cache = etc_cache.as_ref().map(|cache| cache.dir.clone());
+    let root_cache = root_cache::default_root()
+        .and_then(|root| root_cache::open(&root, spec, &host, Path::new("/")).ok());
+    host.root_cache = root_cache.as_ref().map(|cache| cache.dir.clone());
 
     // The cgroup namespace comes later, from PID 1, once it sits in its cgroup; the network namespace
     // from a helper, in parallel (`create_network`).
@@ -181,7 +181,7 @@ pub fn launch(
         stdout: wiring.stdout,
         stderr: wiring.stderr,
         status: Cell::new(None),
-        _etc_cache: etc_cache,
+        _root_cache: root_cache,
     };
     let started = (|| {
         // Opened while PID 1 surely lives (it waits for the maps), so a failure of PID 1 later is

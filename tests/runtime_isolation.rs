@@ -277,13 +277,15 @@ fn ro_bind_shows_a_host_directory_and_a_host_file_read_only() {
     );
 }
 
-/// The synthesized /etc comes from a cache entry when one can be made, and is built inside the
-/// sandbox when not (here: the cache location is a file); the sandbox sees the same either way.
+/// The root's skeleton (with the synthesized /etc) comes from a cache entry when one can be made,
+/// and is built inside the sandbox when not (here: the cache location is a file); the sandbox sees
+/// the same either way.
 #[test]
-fn etc_is_the_same_with_and_without_its_cache() {
+fn the_root_is_the_same_with_and_without_its_cache() {
     let scratch = Scratch::new(As::User);
-    let script = "cd /etc && ls -A && cat hosts passwd group resolv.conf && md5sum ld.so.cache && \
-                  ls ssl/certs | wc -l && (touch /etc/x 2>/dev/null && echo writable || echo read-only)";
+    let script = "cd / && stat -c '%A %U %G %N' * dev/* && cd /etc && ls -A && \
+                  cat hosts passwd group resolv.conf && md5sum ld.so.cache && ls ssl/certs | wc -l && \
+                  (touch /etc/x /x /dev/x 2>/dev/null && echo writable || echo read-only)";
     let ctx = scratch.subdir("ctx");
     let run = |cache_home: &std::path::Path| {
         nucleus(As::User, scratch.path())
@@ -303,20 +305,24 @@ fn etc_is_the_same_with_and_without_its_cache() {
     assert_eq!(stdout_of(&cached), stdout_of(&built));
     assert!(stdout_of(&cached).contains("ld.so.cache\n"));
     assert!(stdout_of(&cached).trim_end().ends_with("read-only"));
-    let entries = std::fs::read_dir(scratch.path().join("cache/nucleus/etc"))
+    let entries = std::fs::read_dir(scratch.path().join("cache/nucleus/root"))
         .expect("the cache was used")
         .count();
     assert_eq!(entries, 1, "one entry, no temporary left");
     // The audit log says which way each run went.
     let mut sources = Vec::new();
     for log in std::fs::read_dir(scratch.path().join("state/nucleus/audit")).expect("audit") {
-        let text = std::fs::read_to_string(log.expect("entry").path()).expect("read");
+        let path = log.expect("entry").path();
+        if path.extension().is_none_or(|ext| ext != "jsonl") {
+            continue;
+        }
+        let text = std::fs::read_to_string(path).expect("read");
         let line = text
             .lines()
             .find(|l| l.contains("\"root_filesystem\""))
             .expect("a root_filesystem event");
         let event: serde_json::Value = serde_json::from_str(line).expect("json");
-        sources.push(event["detail"]["etc_cache"].is_null());
+        sources.push(event["detail"]["root_cache"].is_null());
     }
     sources.sort();
     assert_eq!(sources, [false, true], "one cached run, one built");

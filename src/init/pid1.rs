@@ -135,7 +135,7 @@ fn build_root(spec: &SandboxSpec, host: &HostLayout) -> StepResult<Option<OwnedF
     audit(
         "root_filesystem",
         json!({"operations": ops.len(), "system_dirs": host.system.iter().map(|(d, _)| d).collect::<Vec<_>>(),
-        "etc_cache": host.etc_cache,
+        "root_cache": host.root_cache,
         "tmp_size_bytes": spec.tmp_size_bytes, "proc_masked": rootfs::PROC_MASKED_FILES, "proc_read_only": rootfs::PROC_READ_ONLY}),
     );
 

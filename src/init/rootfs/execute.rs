@@ -16,7 +16,6 @@ impl Flags {
         match self {
             Flags::NoSuidDev => MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
             Flags::NoSuidDevExec => MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-            Flags::NoSuid => MsFlags::MS_NOSUID,
         }
     }
 }
@@ -50,9 +49,6 @@ impl std::fmt::Display for MountOp {
             MountOp::MaskFile { target, .. } => write!(f, "mask {}", target.display()),
             MountOp::MaskDir { target } => write!(f, "mask directory {}", target.display()),
             MountOp::ReadOnlySelf { target } => write!(f, "make {} read-only", target.display()),
-            MountOp::RemountReadOnly { target } => {
-                write!(f, "remount {} read-only", target.display())
-            }
         }
     }
 }
@@ -164,11 +160,6 @@ pub fn execute(op: &MountOp) -> io::Result<()> {
             )?;
         }
         MountOp::ReadOnlySelf { target } => if_present(bind_read_only(target, target))?,
-        MountOp::RemountReadOnly { target } => {
-            let flags =
-                MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID;
-            mount(none, target, none, flags, none)?;
-        }
     }
     Ok(())
 }

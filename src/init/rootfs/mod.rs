@@ -88,11 +88,11 @@ pub struct HostLayout {
     pub etc: Vec<(String, HostEntry)>,
     /// The host's resolv.conf contents (used with `--net host`).
     pub resolv_conf: Vec<u8>,
-    /// A hash of the `etc` entries (`etc_cache::fingerprint`): what a cache entry is named by.
+    /// A hash of the `etc` entries (`root_cache::fingerprint`): part of a cache entry's name.
     pub etc_fingerprint: [u8; 32],
-    /// A prepared copy of the whole synthesized `/etc` at this host path (`etc_cache`): bound
+    /// A prepared root skeleton (`skeleton`) at this host path (`root_cache`): bound
     /// instead of built.
-    pub etc_cache: Option<PathBuf>,
+    pub root_cache: Option<PathBuf>,
 }
 
 impl HostLayout {
@@ -125,7 +125,7 @@ impl HostLayout {
             .filter_map(|name| {
                 let path = under("/etc").join(name);
                 let (entry, meta) = entry(&path)?;
-                etc_cache::fingerprint(&mut fingerprint, name, &path, &entry, &meta);
+                root_cache::fingerprint(&mut fingerprint, name, &path, &entry, &meta);
                 Some((name.to_string(), entry))
             })
             .collect();
@@ -136,7 +136,7 @@ impl HostLayout {
             etc,
             resolv_conf,
             etc_fingerprint: *fingerprint.finalize().as_bytes(),
-            etc_cache: None,
+            root_cache: None,
         }
     }
 }
@@ -182,8 +182,6 @@ pub enum MountOp {
     MaskDir { target: PathBuf },
     /// Bind a subtree onto itself read-only, if it exists.
     ReadOnlySelf { target: PathBuf },
-    /// Remount a tmpfs read-only once it is populated.
-    RemountReadOnly { target: PathBuf },
 }
 
 /// Mount flags the plan uses.
@@ -193,8 +191,6 @@ pub enum Flags {
     NoSuidDev,
     /// nosuid, nodev, noexec.
     NoSuidDevExec,
-    /// nosuid (device nodes are bound into it).
-    NoSuid,
 }
 
 /// The synthesized /etc files: no host users, no host secrets. The fixed ones live in `assets/etc/`.
@@ -231,104 +227,112 @@ pub fn synthesized_etc(spec: &SandboxSpec, host: &HostLayout) -> Vec<(&'static s
     ]
 }
 
-/// Build the plan for the new root at `newroot`, with the host visible at `oldroot`.
+/// Build the plan for the new root at `newroot`, with the host visible at `oldroot`: the root's
+/// skeleton (created in a tmpfs, or one read-only bind of a `root_cache` entry), then its mounts.
 pub fn plan(spec: &SandboxSpec, host: &HostLayout, oldroot: &Path, newroot: &Path) -> Vec<MountOp> {
+    let (skeleton, mounts) = layout(spec, host, oldroot, newroot);
+    let mut ops = match &host.root_cache {
+        Some(entry) => vec![MountOp::BindReadOnly {
+            source: oldroot.join(entry.strip_prefix("/").unwrap_or(entry)),
+            target: newroot.into(),
+        }],
+        None => {
+            let mut ops = vec![MountOp::Tmpfs {
+                target: newroot.into(),
+                size: Some(16 << 20),
+                mode: 0o755,
+                flags: Flags::NoSuidDev,
+            }];
+            ops.extend(skeleton);
+            ops
+        }
+    };
+    ops.extend(mounts);
+    ops
+}
+
+/// What the root holds before anything is mounted in it, at `root`: its directories, symbolic
+/// links and files, `/etc`'s among them. A `root_cache` entry is these, created once.
+pub fn skeleton(
+    spec: &SandboxSpec,
+    host: &HostLayout,
+    oldroot: &Path,
+    root: &Path,
+) -> Vec<MountOp> {
+    layout(spec, host, oldroot, root).0
+}
+
+/// The skeleton's creations, and the mounts (with what must be created inside them) that follow.
+/// Mount points are made 0755 whatever the mount's mode: the mount hides theirs, and a skeleton in
+/// a cache must hold nothing others can write.
+fn layout(
+    spec: &SandboxSpec,
+    host: &HostLayout,
+    oldroot: &Path,
+    newroot: &Path,
+) -> (Vec<MountOp>, Vec<MountOp>) {
     let new = |p: &str| newroot.join(p.trim_start_matches('/'));
     let old = |p: &str| oldroot.join(p.trim_start_matches('/'));
-    let mut ops = vec![MountOp::Tmpfs {
-        target: newroot.into(),
-        size: Some(16 << 20),
-        mode: 0o755,
-        flags: Flags::NoSuidDev,
-    }];
+    let dir = |path: PathBuf| MountOp::Dir { path, mode: 0o755 };
+    let (mut skeleton, mut mounts) = (Vec::new(), Vec::new());
 
-    for (dir, entry) in &host.system {
+    for (name, entry) in &host.system {
         match entry {
-            HostEntry::Symlink(target) => ops.push(MountOp::Symlink {
-                link: new(dir),
+            HostEntry::Symlink(target) => skeleton.push(MountOp::Symlink {
+                link: new(name),
                 target: target.clone(),
             }),
             _ => {
-                ops.push(MountOp::Dir {
-                    path: new(dir),
-                    mode: 0o755,
-                });
-                ops.push(MountOp::BindReadOnly {
-                    source: old(dir),
-                    target: new(dir),
+                skeleton.push(dir(new(name)));
+                mounts.push(MountOp::BindReadOnly {
+                    source: old(name),
+                    target: new(name),
                 });
             }
         }
     }
 
-    ops.push(MountOp::Dir {
-        path: new("/etc"),
-        mode: 0o755,
-    });
-    if let Some(cache) = &host.etc_cache {
-        ops.push(MountOp::BindReadOnly {
-            source: old(&cache.to_string_lossy()),
-            target: new("/etc"),
-        });
-    }
-    let build_etc = host.etc_cache.is_none();
+    skeleton.push(dir(new("/etc")));
     for (name, entry) in &host.etc {
         let path = new("/etc").join(name);
         match entry {
             HostEntry::Dir => {
-                // A cache entry holds the mount point already.
-                if build_etc {
-                    ops.push(MountOp::Dir {
-                        path: path.clone(),
-                        mode: 0o755,
-                    });
-                }
-                ops.push(MountOp::BindReadOnly {
+                skeleton.push(dir(path.clone()));
+                mounts.push(MountOp::BindReadOnly {
                     source: old("/etc").join(name),
                     target: path,
                 });
             }
-            _ if !build_etc => {}
-            HostEntry::File(len) => ops.push(MountOp::CopyFile {
+            HostEntry::File(len) => skeleton.push(MountOp::CopyFile {
                 source: old("/etc").join(name),
                 target: path,
                 len: *len,
                 mode: 0o644,
             }),
-            HostEntry::Symlink(target) => ops.push(MountOp::Symlink {
+            HostEntry::Symlink(target) => skeleton.push(MountOp::Symlink {
                 link: path,
                 target: target.clone(),
             }),
         }
     }
-    if build_etc {
-        for (name, contents) in synthesized_etc(spec, host) {
-            ops.push(MountOp::File {
-                path: new("/etc").join(name),
-                contents,
-                mode: 0o644,
-            });
-        }
+    for (name, contents) in synthesized_etc(spec, host) {
+        skeleton.push(MountOp::File {
+            path: new("/etc").join(name),
+            contents,
+            mode: 0o644,
+        });
     }
 
-    ops.push(MountOp::Dir {
-        path: new("/dev"),
-        mode: 0o755,
-    });
-    ops.push(MountOp::Tmpfs {
-        target: new("/dev"),
-        size: Some(1 << 20),
-        mode: 0o755,
-        flags: Flags::NoSuid,
-    });
+    // /dev is read-only: part of the root, which is made read-only once built.
+    skeleton.push(dir(new("/dev")));
     for dev in DEVICES {
         let target = new("/dev").join(dev);
-        ops.push(MountOp::File {
+        skeleton.push(MountOp::File {
             path: target.clone(),
             contents: Vec::new(),
-            mode: 0o666,
+            mode: 0o444,
         });
-        ops.push(MountOp::BindDevice {
+        mounts.push(MountOp::BindDevice {
             source: old("/dev").join(dev),
             target,
         });
@@ -340,55 +344,40 @@ pub fn plan(spec: &SandboxSpec, host: &HostLayout, oldroot: &Path, newroot: &Pat
         ("stderr", "/proc/self/fd/2"),
         ("ptmx", "pts/ptmx"),
     ] {
-        ops.push(MountOp::Symlink {
+        skeleton.push(MountOp::Symlink {
             link: new("/dev").join(link),
             target: target.into(),
         });
     }
-    ops.push(MountOp::Dir {
-        path: new("/dev/pts"),
-        mode: 0o755,
-    });
-    ops.push(MountOp::Devpts {
+    skeleton.push(dir(new("/dev/pts")));
+    mounts.push(MountOp::Devpts {
         target: new("/dev/pts"),
     });
-    ops.push(MountOp::Dir {
-        path: new("/dev/shm"),
-        mode: 0o1777,
-    });
-    ops.push(MountOp::Tmpfs {
+    skeleton.push(dir(new("/dev/shm")));
+    mounts.push(MountOp::Tmpfs {
         target: new("/dev/shm"),
         size: Some(spec.tmp_size_bytes),
         mode: 0o1777,
         flags: Flags::NoSuidDev,
     });
-    ops.push(MountOp::RemountReadOnly {
-        target: new("/dev"),
-    });
 
-    ops.push(MountOp::Dir {
-        path: new("/proc"),
-        mode: 0o555,
-    });
-    ops.push(MountOp::Proc {
+    skeleton.push(dir(new("/proc")));
+    mounts.push(MountOp::Proc {
         target: new("/proc"),
     });
-    ops.extend(PROC_MASKED_FILES.iter().map(|f| MountOp::MaskFile {
+    mounts.extend(PROC_MASKED_FILES.iter().map(|f| MountOp::MaskFile {
         target: new("/proc").join(f),
         null: old("/dev/null"),
     }));
-    ops.extend(PROC_MASKED_DIRS.iter().map(|d| MountOp::MaskDir {
+    mounts.extend(PROC_MASKED_DIRS.iter().map(|d| MountOp::MaskDir {
         target: new("/proc").join(d),
     }));
-    ops.extend(PROC_READ_ONLY.iter().map(|d| MountOp::ReadOnlySelf {
+    mounts.extend(PROC_READ_ONLY.iter().map(|d| MountOp::ReadOnlySelf {
         target: new("/proc").join(d),
     }));
 
-    ops.push(MountOp::Dir {
-        path: new("/tmp"),
-        mode: 0o1777,
-    });
-    ops.push(MountOp::Tmpfs {
+    skeleton.push(dir(new("/tmp")));
+    mounts.push(MountOp::Tmpfs {
         target: new("/tmp"),
         size: Some(spec.tmp_size_bytes),
         mode: 0o1777,
@@ -397,39 +386,43 @@ pub fn plan(spec: &SandboxSpec, host: &HostLayout, oldroot: &Path, newroot: &Pat
 
     for bind in &spec.ro_binds {
         let target = new(&bind.inside.to_string_lossy());
+        // A mount point inside another mount (say /tmp/x) is made once that mount is there.
+        let under_a_mount = mounts.iter().any(|op| match op {
+            MountOp::BindReadOnly { target: t, .. }
+            | MountOp::Tmpfs { target: t, .. }
+            | MountOp::Proc { target: t }
+            | MountOp::Devpts { target: t } => target.starts_with(t),
+            _ => false,
+        });
+        let made = if under_a_mount {
+            &mut mounts
+        } else {
+            &mut skeleton
+        };
         if bind.is_dir {
-            ops.push(MountOp::Dir {
-                path: target.clone(),
-                mode: 0o755,
-            });
+            made.push(dir(target.clone()));
         } else {
             // A file is bound onto an empty file, in a directory made for it.
             if let Some(parent) = target.parent() {
-                ops.push(MountOp::Dir {
-                    path: parent.to_owned(),
-                    mode: 0o755,
-                });
+                made.push(dir(parent.to_owned()));
             }
-            ops.push(MountOp::File {
+            made.push(MountOp::File {
                 path: target.clone(),
                 contents: Vec::new(),
                 mode: 0o444,
             });
         }
-        ops.push(MountOp::BindReadOnly {
+        mounts.push(MountOp::BindReadOnly {
             source: old(&bind.host.to_string_lossy()),
             target,
         });
     }
-    ops.push(MountOp::Dir {
-        path: new("/context"),
-        mode: 0o755,
-    });
-    ops
+    skeleton.push(dir(new("/context")));
+    (skeleton, mounts)
 }
 
-pub mod etc_cache;
 mod execute;
+pub mod root_cache;
 
 pub use execute::execute;
 

@@ -202,40 +202,97 @@ fn dev_has_only_the_safe_nodes_and_its_own_devpts() {
     assert!(ops.contains(&MountOp::Devpts {
         target: "/newroot/dev/pts".into()
     }));
-    assert!(ops.contains(&MountOp::RemountReadOnly {
-        target: "/newroot/dev".into()
-    }));
 }
 
 #[test]
-fn a_cached_etc_is_one_read_only_bind_with_the_host_directories_bound_into_it() {
+fn a_cached_root_is_one_read_only_bind_with_the_mounts_on_it_and_nothing_created() {
     let mut host = host();
-    host.etc_cache = Some("/run/nucleus/etc/abc".into());
-    let ops = plan(
+    host.root_cache = Some("/run/nucleus/root/abc".into());
+    let cached = plan(
         &spec(NetworkMode::None),
         &host,
         Path::new("/oldroot"),
         Path::new("/newroot"),
     );
-    assert!(ops.contains(&MountOp::BindReadOnly {
-        source: "/oldroot/run/nucleus/etc/abc".into(),
-        target: "/newroot/etc".into(),
-    }));
-    assert!(ops.contains(&MountOp::BindReadOnly {
+    assert_eq!(
+        cached[0],
+        MountOp::BindReadOnly {
+            source: "/oldroot/run/nucleus/root/abc".into(),
+            target: "/newroot".into(),
+        }
+    );
+    assert!(cached.contains(&MountOp::BindReadOnly {
         source: "/oldroot/etc/ssl".into(),
         target: "/newroot/etc/ssl".into(),
     }));
-    let in_etc = |p: &Path| p.starts_with("/newroot/etc") && p != Path::new("/newroot/etc");
-    let created_in_etc = ops.iter().filter(|op| match op {
-        MountOp::Dir { path, .. } | MountOp::File { path, .. } => in_etc(path),
-        MountOp::CopyFile { target, .. } => in_etc(target),
-        MountOp::Symlink { link, .. } => in_etc(link),
-        _ => false,
-    });
-    assert_eq!(created_in_etc.count(), 0, "{ops:#?}");
+    let created = |op: &&MountOp| {
+        matches!(
+            op,
+            MountOp::Dir { .. }
+                | MountOp::File { .. }
+                | MountOp::CopyFile { .. }
+                | MountOp::Symlink { .. }
+        )
+    };
+    assert_eq!(cached.iter().filter(created).count(), 0, "{cached:#?}");
+    // Built, the same root: the skeleton, then the same mounts.
+    let built = ops(NetworkMode::None);
+    let skeleton = skeleton(
+        &spec(NetworkMode::None),
+        &host,
+        Path::new("/oldroot"),
+        Path::new("/newroot"),
+    );
+    assert_eq!(built[1..=skeleton.len()], skeleton[..]);
+    assert_eq!(built[skeleton.len() + 1..], cached[1..]);
 }
 
-mod etc_cache_entries {
+#[test]
+fn nothing_in_the_skeleton_is_writable_by_others() {
+    let skeleton = skeleton(
+        &spec(NetworkMode::None),
+        &host(),
+        Path::new("/oldroot"),
+        Path::new("/newroot"),
+    );
+    for op in &skeleton {
+        if let MountOp::Dir { mode, .. }
+        | MountOp::File { mode, .. }
+        | MountOp::CopyFile { mode, .. } = op
+        {
+            assert_eq!(mode & 0o022, 0, "{op:?}");
+        }
+    }
+}
+
+#[test]
+fn a_bind_inside_a_mount_gets_its_mount_point_once_that_mount_is_there() {
+    let mut spec = spec(NetworkMode::None);
+    spec.ro_binds = vec![RoBind {
+        host: "/opt/data".into(),
+        inside: "/tmp/data".into(),
+        is_dir: true,
+    }];
+    let ops = plan(&spec, &host(), Path::new("/oldroot"), Path::new("/newroot"));
+    let at = |op: &MountOp| ops.iter().position(|o| o == op).expect("in the plan");
+    let tmp = ops
+        .iter()
+        .position(|op| matches!(op, MountOp::Tmpfs { target, .. } if target.ends_with("tmp")))
+        .expect("/tmp mounted");
+    let mount_point = at(&MountOp::Dir {
+        path: "/newroot/tmp/data".into(),
+        mode: 0o755,
+    });
+    assert!(tmp < mount_point);
+    let in_skeleton = skeleton(&spec, &host(), Path::new("/oldroot"), Path::new("/newroot"));
+    assert!(
+        !in_skeleton
+            .iter()
+            .any(|op| matches!(op, MountOp::Dir { path, .. } if path.ends_with("tmp/data")))
+    );
+}
+
+mod root_cache_entries {
     use super::*;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
@@ -259,10 +316,10 @@ mod etc_cache_entries {
 
     /// The entry for `host_root` in `etc` under `cache` (a temp dir, whose parent /tmp anyone may
     /// write, so it cannot hold the entries itself).
-    fn open(cache: &Path, host_root: &Path) -> etc_cache::EtcCache {
+    fn open(cache: &Path, host_root: &Path) -> root_cache::RootCache {
         let host = HostLayout::probe(host_root);
-        etc_cache::open(
-            &cache.join("etc"),
+        root_cache::open(
+            &cache.join("root"),
             &spec(NetworkMode::None),
             &host,
             host_root,
@@ -273,12 +330,12 @@ mod etc_cache_entries {
     #[test]
     fn a_cache_directory_others_can_write_is_not_used() {
         let (host_root, cache) = (fake_host(), tempfile::tempdir().expect("tempdir"));
-        let root = cache.path().join("etc");
+        let root = cache.path().join("root");
         fs::create_dir(&root).expect("mkdir");
         fs::set_permissions(&root, fs::Permissions::from_mode(0o777)).expect("chmod");
         let host = HostLayout::probe(host_root.path());
-        let refused = etc_cache::open(&root, &spec(NetworkMode::None), &host, host_root.path());
-        assert!(refused.is_err(), "anyone could plant an /etc there");
+        let refused = root_cache::open(&root, &spec(NetworkMode::None), &host, host_root.path());
+        assert!(refused.is_err(), "anyone could plant a root there");
         assert_eq!(
             fs::read_dir(&root).expect("listed").count(),
             0,
@@ -287,12 +344,12 @@ mod etc_cache_entries {
     }
 
     #[test]
-    fn an_entry_holds_the_synthesized_etc_readable_by_all() {
+    fn an_entry_holds_the_skeleton_with_the_synthesized_etc_and_nothing_others_can_write() {
         // (The process umask is not changed here to prove the explicit modes: tests run in
         // parallel threads, and another test's files would get it.)
         let (host_root, cache) = (fake_host(), tempfile::tempdir().expect("tempdir"));
         let entry = open(cache.path(), host_root.path());
-        let at = |name: &str| entry.dir.join(name);
+        let at = |name: &str| entry.dir.join("etc").join(name);
         assert_eq!(fs::read(at("ld.so.cache")).expect("copy"), b"cache v1");
         assert_eq!(
             fs::read_link(at("os-release")).expect("link"),
@@ -317,6 +374,33 @@ mod etc_cache_entries {
             let mode = fs::metadata(at(name)).expect("stat").permissions().mode() & 0o777;
             assert!(mode == 0o644 || mode == 0o755, "{name}: {mode:o}");
         }
+        for dir in ["dev/pts", "dev/shm", "proc", "tmp", "context"] {
+            assert!(entry.dir.join(dir).is_dir(), "mount point {dir}");
+        }
+        assert_eq!(
+            fs::read(entry.dir.join("dev/null")).expect("placeholder"),
+            b""
+        );
+        let mut stack = vec![entry.dir.clone()];
+        while let Some(path) = stack.pop() {
+            let meta = fs::symlink_metadata(&path).expect("stat");
+            if meta.is_symlink() {
+                continue;
+            }
+            assert_eq!(
+                meta.mode() & 0o022,
+                0,
+                "{} writable by others",
+                path.display()
+            );
+            if meta.is_dir() {
+                stack.extend(
+                    fs::read_dir(&path)
+                        .expect("list")
+                        .map(|e| e.expect("entry").path()),
+                );
+            }
+        }
     }
 
     #[test]
@@ -329,12 +413,12 @@ mod etc_cache_entries {
         let mut as_root = spec(NetworkMode::None);
         as_root.id_map.rootless = false;
         let host = HostLayout::probe(host_root.path());
-        let root = private.join("nucleus/etc");
-        let refused = etc_cache::open(&root, &as_root, &host, host_root.path());
+        let root = private.join("nucleus/root");
+        let refused = root_cache::open(&root, &as_root, &host, host_root.path());
         assert!(refused.is_err(), "container root is `nobody` on the host");
         fs::set_permissions(&private, fs::Permissions::from_mode(0o711)).expect("chmod");
         // The temp dir and its ancestors (/tmp) let others search.
-        etc_cache::open(&root, &as_root, &host, host_root.path()).expect("reachable now");
+        root_cache::open(&root, &as_root, &host, host_root.path()).expect("reachable now");
     }
 
     #[test]
@@ -351,7 +435,7 @@ mod etc_cache_entries {
         let second = open(cache.path(), host_root.path());
         assert_ne!(second.dir, first.dir);
         assert_eq!(
-            fs::read(second.dir.join("ld.so.cache")).expect("copy"),
+            fs::read(second.dir.join("etc/ld.so.cache")).expect("copy"),
             b"cache v2"
         );
         assert!(first.dir.is_dir(), "still locked by a sandbox: kept");

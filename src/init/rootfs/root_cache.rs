@@ -1,43 +1,48 @@
-//! A prepared copy of the synthesized `/etc`, kept between runs, that PID 1 binds read-only instead
-//! of creating ~30 files in the sandbox (~0.8 ms of its start; docs/BENCHMARKS.md).
+//! A prepared root skeleton, kept between runs, that PID 1 binds read-only as the new root instead
+//! of mounting a tmpfs and creating ~50 directories, links and files in it (the synthesized `/etc`
+//! among them; docs/BENCHMARKS.md). An entry is `rootfs::skeleton`, created once.
 //!
-//! An entry is named by a hash of everything its contents come from: the allowlisted host entries'
-//! metadata (device, inode, size, modification and change times, or a symlink's target), the
-//! synthesized files and a layout version. A changed host file therefore names a new entry; an
-//! entry is never changed once built. Entries are built in a temporary directory and renamed into
-//! place, so a reader sees a whole entry or none.
+//! An entry is named by a hash of everything its contents come from: the skeleton's operations
+//! (paths, modes, link targets, the synthesized files' contents), the allowlisted host `/etc`
+//! entries' metadata (device, inode, size, modification and change times, or a symlink's target)
+//! and a layout version. A changed host file therefore names a new entry; an entry is never changed
+//! once built. Entries are built in a temporary directory and renamed into place, so a reader sees
+//! a whole entry or none. Nothing in an entry is writable by others: mount points are 0755, whatever
+//! mode the mount over them has.
 //!
 //! Every sandbox holds a shared `flock` on its entry for its lifetime. When a new entry is built,
 //! the others are removed, but only those built over 15 minutes ago whose exclusive lock can be
 //! taken: no sandbox uses them.
-//! Any failure here only means PID 1 builds `/etc` itself, as without a cache; so does a cache
+//! Any failure here only means PID 1 builds the root itself, as without a cache; so does a cache
 //! directory that anyone but this user could write (`cache::is_private`).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt, symlink};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{HostEntry, HostLayout, synthesized_etc};
+use nix::sys::stat::{Mode, umask};
+
+use super::{HostEntry, HostLayout, MountOp, execute, skeleton};
 use crate::spec::SandboxSpec;
 
 /// Bump when what an entry holds changes shape.
-const LAYOUT_VERSION: &str = "etc-cache-1";
+const LAYOUT_VERSION: &str = "root-cache-1";
 
 /// An entry in use: its host path, and the shared lock that keeps it from removal.
 #[derive(Debug)]
-pub struct EtcCache {
+pub struct RootCache {
     /// The entry's directory on the host.
     pub dir: PathBuf,
     _lock: File,
 }
 
-/// Where entries live: `etc` under `cache::runtime_dir` (as root, `/run/nucleus/etc`, where
+/// Where entries live: `root` under `cache::runtime_dir` (as root, `/run/nucleus/root`, where
 /// the unprivileged host id of container root can search).
 pub fn default_root() -> Option<PathBuf> {
-    crate::cache::runtime_dir().map(|dir| dir.join("etc"))
+    crate::cache::runtime_dir().map(|dir| dir.join("root"))
 }
 
 /// How long after its last change a file's metadata is not trusted to tell its contents apart:
@@ -79,7 +84,7 @@ pub fn open(
     spec: &SandboxSpec,
     host: &HostLayout,
     host_root: &Path,
-) -> io::Result<EtcCache> {
+) -> io::Result<RootCache> {
     make_dirs(root)?;
     if !crate::cache::is_private(root) {
         return Err(io::Error::other(format!(
@@ -87,7 +92,7 @@ pub fn open(
             root.display()
         )));
     }
-    let name = entry_name(spec, host);
+    let name = entry_name(spec, host, host_root);
     let dir = root.join(&name);
     for _ in 0..3 {
         match File::open(&dir) {
@@ -103,7 +108,7 @@ pub fn open(
                         dir.display()
                     )));
                 }
-                return Ok(EtcCache { dir, _lock: entry });
+                return Ok(RootCache { dir, _lock: entry });
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 build(root, &name, spec, host, host_root)?;
@@ -115,14 +120,42 @@ pub fn open(
     Err(io::Error::other("the entry kept disappearing"))
 }
 
-fn entry_name(spec: &SandboxSpec, host: &HostLayout) -> String {
+fn entry_name(spec: &SandboxSpec, host: &HostLayout, host_root: &Path) -> String {
     let mut hasher = blake3::Hasher::new();
     hasher.update(LAYOUT_VERSION.as_bytes());
     hasher.update(&host.etc_fingerprint);
-    for (name, contents) in synthesized_etc(spec, host) {
-        hasher.update(name.as_bytes());
-        hasher.update(&(contents.len() as u64).to_le_bytes());
-        hasher.update(&contents);
+    let field = |hasher: &mut blake3::Hasher, bytes: &[u8]| {
+        hasher.update(&(bytes.len() as u64).to_le_bytes());
+        hasher.update(bytes);
+    };
+    let path = |p: &Path| p.as_os_str().as_encoded_bytes().to_vec();
+    for op in skeleton(spec, host, host_root, Path::new("/")) {
+        let (tag, fields): (&[u8], Vec<Vec<u8>>) = match op {
+            MountOp::Dir { path: p, mode } => (b"dir", vec![path(&p), mode.to_le_bytes().into()]),
+            MountOp::File {
+                path: p,
+                contents,
+                mode,
+            } => (b"file", vec![path(&p), contents, mode.to_le_bytes().into()]),
+            MountOp::CopyFile {
+                source,
+                target,
+                len,
+                mode,
+            } => (
+                b"copy",
+                vec![
+                    path(&source),
+                    path(&target),
+                    len.to_le_bytes().into(),
+                    mode.to_le_bytes().into(),
+                ],
+            ),
+            MountOp::Symlink { link, target } => (b"link", vec![path(&link), path(&target)]),
+            other => (b"other", vec![format!("{other:?}").into_bytes()]),
+        };
+        field(&mut hasher, tag);
+        fields.iter().for_each(|f| field(&mut hasher, f));
     }
     hasher.finalize().to_hex()[..32].to_owned()
 }
@@ -154,25 +187,16 @@ fn build(
     }
 }
 
-/// What the sandbox's `/etc` holds, bar the host directories, which PID 1 binds onto the empty
-/// directories made here.
+/// The skeleton, created under `dir` with the modes it names (whatever the caller's umask).
 fn fill(dir: &Path, spec: &SandboxSpec, host: &HostLayout, host_root: &Path) -> io::Result<()> {
-    let host_etc = host_root.join("etc");
-    for (name, entry) in &host.etc {
-        let path = dir.join(name);
-        match entry {
-            HostEntry::Dir => {
-                fs::create_dir(&path)?;
-                fs::set_permissions(&path, fs::Permissions::from_mode(0o755))?;
-            }
-            HostEntry::File(_) => write_file(&path, &read_regular(&host_etc.join(name))?)?,
-            HostEntry::Symlink(target) => symlink(target, &path)?,
-        }
-    }
-    for (name, contents) in synthesized_etc(spec, host) {
-        write_file(&dir.join(name), &contents)?;
-    }
-    Ok(())
+    // The supervisor is single-threaded here (it has not launched yet): no other file is created
+    // under this umask meanwhile.
+    let inherited = umask(Mode::empty());
+    let made = skeleton(spec, host, host_root, dir)
+        .iter()
+        .try_for_each(execute);
+    umask(inherited);
+    made
 }
 
 /// The contents of a regular file, never a symlink's target: the probe saw a regular file, and a
@@ -191,17 +215,6 @@ fn read_regular(path: &Path) -> io::Result<Vec<u8>> {
     let mut contents = Vec::new();
     io::Read::read_to_end(&mut file, &mut contents)?;
     Ok(contents)
-}
-
-fn write_file(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .open(path)?;
-    file.write_all(contents)?;
-    // Whatever the caller's umask: the sandbox's unprivileged root must read it.
-    file.set_permissions(fs::Permissions::from_mode(0o644))
 }
 
 /// Create `root` (and missing parents, with the usual modes); `root` and its parent, nucleus's own,
