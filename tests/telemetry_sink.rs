@@ -1,10 +1,15 @@
 //! The event sink and the audit log, read back through the real `nucleus audit` binary.
 
-use std::path::Path;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use nix::fcntl::{Flock, FlockArg};
 use nucleus::events::{Event, EventKind, ExitRecord, SyscallRecord, UsageSample, Verdict};
+use nucleus::telemetry::audit_log::{
+    self, KEEP_NEWEST, MAX_AGE, PRUNE_EVERY, PRUNE_STAMP, Retention,
+};
 use nucleus::telemetry::sink::{EventSink, SinkError};
 use serde_json::{Value, json};
 
@@ -207,4 +212,127 @@ fn audit_list_with_no_logs_says_so() {
     assert_eq!(code, 0);
     assert!(out.is_empty());
     assert!(err.contains("no audit logs"), "{err}");
+}
+
+const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Set `path`'s mtime to `age` ago.
+fn age_file(path: &Path, age: Duration) {
+    File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(SystemTime::now() - age))
+        .expect("set mtime");
+}
+
+/// An audit log named `id` in `dir`, last modified `age` ago.
+fn log_aged(dir: &Path, id: &str, age: Duration) -> PathBuf {
+    let path = dir.join(format!("{id}.jsonl"));
+    File::create(&path).expect("create log");
+    age_file(&path, age);
+    path
+}
+
+/// The ids of the `.jsonl` files left in `dir`, sorted.
+fn log_ids(dir: &Path) -> Vec<String> {
+    let mut ids: Vec<String> = fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter_map(|name| name.strip_suffix(".jsonl").map(str::to_owned))
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn pruning_keeps_exactly_the_newest_thousand_logs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // sb0000 is the newest, sb1004 the oldest, a minute apart: all well under MAX_AGE.
+    for i in 0..KEEP_NEWEST as u64 + 5 {
+        log_aged(
+            dir.path(),
+            &format!("sb{i:04}"),
+            Duration::from_secs(60 * i),
+        );
+    }
+    assert_eq!(audit_log::prune(dir.path(), &Retention::DEFAULT), 5);
+    let kept: Vec<String> = (0..KEEP_NEWEST).map(|i| format!("sb{i:04}")).collect();
+    assert_eq!(log_ids(dir.path()), kept);
+}
+
+#[test]
+fn a_log_older_than_thirty_days_is_removed_under_the_count() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    log_aged(dir.path(), "fresh", DAY);
+    log_aged(dir.path(), "month", MAX_AGE - DAY);
+    log_aged(dir.path(), "stale", MAX_AGE + DAY);
+    assert_eq!(audit_log::prune(dir.path(), &Retention::DEFAULT), 1);
+    assert_eq!(log_ids(dir.path()), ["fresh", "month"]);
+}
+
+#[test]
+fn a_log_held_by_a_sink_or_a_shared_lock_is_never_pruned() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sink = EventSink::open_in(dir.path(), "running", None).expect("opens");
+    age_file(sink.audit_log_path(), MAX_AGE + DAY);
+    let other = log_aged(dir.path(), "other", MAX_AGE + DAY);
+    let shared = Flock::lock(File::open(&other).expect("open"), FlockArg::LockShared)
+        .map_err(|(_, e)| e)
+        .expect("shared lock");
+    log_aged(dir.path(), "done", MAX_AGE + DAY);
+
+    assert_eq!(audit_log::prune(dir.path(), &Retention::DEFAULT), 1);
+    assert_eq!(log_ids(dir.path()), ["other", "running"]);
+
+    drop(sink);
+    drop(shared);
+    assert_eq!(audit_log::prune(dir.path(), &Retention::DEFAULT), 2);
+    assert!(log_ids(dir.path()).is_empty());
+}
+
+#[test]
+fn opening_a_sink_prunes_at_most_once_an_hour() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let audit = dir.path().join("audit");
+    fs::create_dir(&audit).expect("mkdir");
+    let first_old = log_aged(&audit, "old1", MAX_AGE + DAY);
+    drop(EventSink::open_in(&audit, "first", None).expect("opens"));
+    assert!(!first_old.exists(), "no stamp yet: the first start prunes");
+    let stamp = audit.join(PRUNE_STAMP);
+    assert!(stamp.is_file());
+
+    let second_old = log_aged(&audit, "old2", MAX_AGE + DAY);
+    drop(EventSink::open_in(&audit, "second", None).expect("opens"));
+    assert!(second_old.exists(), "pruned less than an hour ago");
+
+    age_file(&stamp, PRUNE_EVERY + Duration::from_secs(60));
+    drop(EventSink::open_in(&audit, "third", None).expect("opens"));
+    assert!(!second_old.exists(), "the stamp is an hour old");
+    assert_eq!(log_ids(&audit), ["first", "second", "third"]);
+}
+
+#[test]
+fn pruning_leaves_other_files_and_symlinks_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let audit = dir.path().join("audit");
+    fs::create_dir(&audit).expect("mkdir");
+    let target = log_aged(dir.path(), "target", MAX_AGE + DAY);
+    std::os::unix::fs::symlink(&target, audit.join("link.jsonl")).expect("symlink");
+    let notes = audit.join("notes.txt");
+    File::create(&notes).expect("create");
+    age_file(&notes, MAX_AGE + DAY);
+    let odd_name = log_aged(&audit, "not.an-id", MAX_AGE + DAY);
+    fs::create_dir(audit.join("subdir.jsonl")).expect("mkdir");
+    let real = log_aged(&audit, "real", MAX_AGE + DAY);
+
+    let keep_none = Retention {
+        keep_newest: 0,
+        ..Retention::DEFAULT
+    };
+    assert_eq!(audit_log::prune(&audit, &keep_none), 1);
+    assert!(!real.exists());
+    assert!(notes.exists() && odd_name.exists() && target.exists());
+    assert!(audit.join("subdir.jsonl").is_dir());
+    let link = fs::symlink_metadata(audit.join("link.jsonl")).expect("link stays");
+    assert!(link.file_type().is_symlink());
 }

@@ -3,15 +3,17 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::Flock;
 use serde_json::json;
 
 use crate::events::{Event, EventKind, Verdict};
 use crate::telemetry::audit_dir;
+use crate::telemetry::audit_log::{self, Retention};
 
 /// Why a sink could not be opened.
 #[derive(Debug)]
@@ -82,7 +84,8 @@ impl std::error::Error for SinkError {
 pub struct EventSink {
     sandbox: String,
     audit_path: PathBuf,
-    audit: File,
+    /// Held with a shared `flock` for the sink's life, so pruning never removes a log in use.
+    audit: Flock<File>,
     events: Option<Box<dyn Write + Send>>,
     /// Highest count seen per (syscall, verdict), summarised into the audit log at exit.
     syscalls: BTreeMap<(String, &'static str), u64>,
@@ -106,16 +109,13 @@ impl EventSink {
     }
 
     /// Like `open`, with the audit log in `dir` (the audit directory) instead of the state dir.
+    /// Also prunes old logs from `dir`, at most once an hour (`audit_log::prune_if_due`).
     pub fn open_in(
         dir: &Path,
         sandbox: &str,
         events: Option<&Path>,
     ) -> Result<EventSink, SinkError> {
-        let id_ok = !sandbox.is_empty()
-            && sandbox
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if !id_ok {
+        if !audit_log::is_valid_id(sandbox) {
             return Err(SinkError::BadId(sandbox.to_owned()));
         }
         // Audit logs can show commands and paths, so keep them private to the user.
@@ -128,15 +128,12 @@ impl EventSink {
                 source,
             })?;
         let audit_path = dir.join(format!("{sandbox}.jsonl"));
-        let audit = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&audit_path)
-            .map_err(|source| SinkError::AuditLog {
-                path: audit_path.clone(),
-                source,
-            })?;
+        let audit = audit_log::open_held(&audit_path).map_err(|source| SinkError::AuditLog {
+            path: audit_path.clone(),
+            source,
+        })?;
+        // After our own log is held, so this start's log is never a candidate.
+        audit_log::prune_if_due(dir, &Retention::DEFAULT);
         let events: Option<Box<dyn Write + Send>> = match events {
             None => None,
             Some(p) if p == Path::new("-") => Some(Box::new(io::stderr())),
