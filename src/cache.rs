@@ -1,4 +1,4 @@
-//! What the caches kept between runs share (the `/etc` cache, compiled seccomp filters): where they
+//! What the caches kept between runs share (the root cache, compiled seccomp filters): where they
 //! live, who may write there, and how a file's identity goes into an entry's name.
 
 use std::fs::{self, Metadata};

@@ -10,9 +10,11 @@ fn audit_log_lists_every_hardening_step_in_order() {
     let out = run_sh(As::Root, &scratch, &["--pids", "128"], "exit 3");
     assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
     let dir = scratch.path().join("state/nucleus/audit");
+    // Logs only: the directory also holds the retention stamp (`.pruned`).
     let logs: Vec<_> = std::fs::read_dir(&dir)
         .expect("audit dir")
         .flatten()
+        .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "jsonl"))
         .collect();
     assert_eq!(logs.len(), 1, "one audit log per sandbox");
     let text = std::fs::read_to_string(logs[0].path()).expect("audit log");

@@ -73,3 +73,28 @@ fn memory_bomb_run_reports_oom_on_stderr_events_and_in_the_audit_log() {
         "{text}"
     );
 }
+
+/// The audit log is created once PID 1 runs; when it cannot be, the run fails with a clear error
+/// before the workload starts.
+#[test]
+fn an_audit_log_that_cannot_be_created_fails_the_run_before_the_workload_starts() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let not_a_dir = state.path().join("file");
+    std::fs::write(&not_a_dir, "").expect("write");
+    let ctx = tempfile::tempdir().expect("context dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_nucleus"))
+        .args(["run", "--writable", "--"])
+        .args(["sh", "-c", "touch /context/ran"])
+        .current_dir(ctx.path())
+        .env("XDG_STATE_HOME", &not_a_dir)
+        .output()
+        .expect("run nucleus");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    assert!(
+        stderr.contains("cannot create the audit log directory")
+            && stderr.contains("XDG_STATE_HOME"),
+        "names the problem and the fix: {stderr}"
+    );
+    assert!(!ctx.path().join("ran").exists(), "the workload never ran");
+}

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use nix::fcntl::{Flock, FlockArg};
 use nucleus::events::{Event, EventKind, ExitRecord, SyscallRecord, UsageSample, Verdict};
-use nucleus::telemetry::audit_log::{
+use nucleus::telemetry::retention::{
     self, KEEP_NEWEST, MAX_AGE, PRUNE_EVERY, PRUNE_STAMP, Retention,
 };
 use nucleus::telemetry::sink::{EventSink, SinkError};
@@ -255,7 +255,7 @@ fn pruning_keeps_exactly_the_newest_thousand_logs() {
             Duration::from_secs(60 * i),
         );
     }
-    assert_eq!(audit_log::prune(dir.path(), &Retention::DEFAULT), 5);
+    assert_eq!(retention::prune(dir.path(), &Retention::DEFAULT), 5);
     let kept: Vec<String> = (0..KEEP_NEWEST).map(|i| format!("sb{i:04}")).collect();
     assert_eq!(log_ids(dir.path()), kept);
 }
@@ -266,7 +266,7 @@ fn a_log_older_than_thirty_days_is_removed_under_the_count() {
     log_aged(dir.path(), "fresh", DAY);
     log_aged(dir.path(), "month", MAX_AGE - DAY);
     log_aged(dir.path(), "stale", MAX_AGE + DAY);
-    assert_eq!(audit_log::prune(dir.path(), &Retention::DEFAULT), 1);
+    assert_eq!(retention::prune(dir.path(), &Retention::DEFAULT), 1);
     assert_eq!(log_ids(dir.path()), ["fresh", "month"]);
 }
 
@@ -281,12 +281,12 @@ fn a_log_held_by_a_sink_or_a_shared_lock_is_never_pruned() {
         .expect("shared lock");
     log_aged(dir.path(), "done", MAX_AGE + DAY);
 
-    assert_eq!(audit_log::prune(dir.path(), &Retention::DEFAULT), 1);
+    assert_eq!(retention::prune(dir.path(), &Retention::DEFAULT), 1);
     assert_eq!(log_ids(dir.path()), ["other", "running"]);
 
     drop(sink);
     drop(shared);
-    assert_eq!(audit_log::prune(dir.path(), &Retention::DEFAULT), 2);
+    assert_eq!(retention::prune(dir.path(), &Retention::DEFAULT), 2);
     assert!(log_ids(dir.path()).is_empty());
 }
 
@@ -329,7 +329,7 @@ fn pruning_leaves_other_files_and_symlinks_alone() {
         keep_newest: 0,
         ..Retention::DEFAULT
     };
-    assert_eq!(audit_log::prune(&audit, &keep_none), 1);
+    assert_eq!(retention::prune(&audit, &keep_none), 1);
     assert!(!real.exists());
     assert!(notes.exists() && odd_name.exists() && target.exists());
     assert!(audit.join("subdir.jsonl").is_dir());

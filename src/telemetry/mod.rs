@@ -3,6 +3,7 @@
 pub mod audit_log;
 pub mod logging;
 pub mod proc_usage;
+pub mod retention;
 pub mod sampler;
 pub mod sink;
 

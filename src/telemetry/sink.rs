@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::events::{Event, EventKind, Verdict};
 use crate::telemetry::audit_dir;
-use crate::telemetry::audit_log::{self, Retention};
+use crate::telemetry::retention::{self, Retention};
 
 /// Why a sink could not be opened.
 #[derive(Debug)]
@@ -109,13 +109,13 @@ impl EventSink {
     }
 
     /// Like `open`, with the audit log in `dir` (the audit directory) instead of the state dir.
-    /// Also prunes old logs from `dir`, at most once an hour (`audit_log::prune_if_due`).
+    /// Also prunes old logs from `dir`, at most once an hour (`retention::prune_if_due`).
     pub fn open_in(
         dir: &Path,
         sandbox: &str,
         events: Option<&Path>,
     ) -> Result<EventSink, SinkError> {
-        if !audit_log::is_valid_id(sandbox) {
+        if !retention::is_valid_id(sandbox) {
             return Err(SinkError::BadId(sandbox.to_owned()));
         }
         // Audit logs can show commands and paths, so keep them private to the user.
@@ -128,12 +128,12 @@ impl EventSink {
                 source,
             })?;
         let audit_path = dir.join(format!("{sandbox}.jsonl"));
-        let audit = audit_log::open_held(&audit_path).map_err(|source| SinkError::AuditLog {
+        let audit = retention::open_held(&audit_path).map_err(|source| SinkError::AuditLog {
             path: audit_path.clone(),
             source,
         })?;
         // After our own log is held, so this start's log is never a candidate.
-        audit_log::prune_if_due(dir, &Retention::DEFAULT);
+        retention::prune_if_due(dir, &Retention::DEFAULT);
         let events: Option<Box<dyn Write + Send>> = match events {
             None => None,
             Some(p) if p == Path::new("-") => Some(Box::new(io::stderr())),

@@ -23,8 +23,6 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use nix::sys::stat::{Mode, umask};
-
 use super::{HostEntry, HostLayout, MountOp, execute, skeleton};
 use crate::spec::SandboxSpec;
 
@@ -187,16 +185,29 @@ fn build(
     }
 }
 
-/// The skeleton, created under `dir` with the modes it names (whatever the caller's umask).
+/// The skeleton, created under `dir` with the modes it names, whatever the caller's umask (which
+/// is process-wide, so it is left alone: the executor's modes are then only masked, and set again).
 fn fill(dir: &Path, spec: &SandboxSpec, host: &HostLayout, host_root: &Path) -> io::Result<()> {
-    // The supervisor is single-threaded here (it has not launched yet): no other file is created
-    // under this umask meanwhile.
-    let inherited = umask(Mode::empty());
-    let made = skeleton(spec, host, host_root, dir)
-        .iter()
-        .try_for_each(execute);
-    umask(inherited);
-    made
+    for op in skeleton(spec, host, host_root, dir) {
+        execute(&op)?;
+        match op {
+            MountOp::Dir { path, mode } => {
+                // Parents made on the way too (a bind's mount point may be nested).
+                for made in path
+                    .ancestors()
+                    .take_while(|a| a.starts_with(dir) && *a != dir)
+                {
+                    fs::set_permissions(made, fs::Permissions::from_mode(mode))?;
+                }
+            }
+            MountOp::File { path, mode, .. }
+            | MountOp::CopyFile {
+                target: path, mode, ..
+            } => fs::set_permissions(path, fs::Permissions::from_mode(mode))?,
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// The contents of a regular file, never a symlink's target: the probe saw a regular file, and a
