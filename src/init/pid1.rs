@@ -66,7 +66,8 @@ pub fn run(spec: &SandboxSpec, host: &HostLayout, ipc: BorrowedFd<'_>) -> StepRe
             .step(Step::Context, "handing over the overlay upper dir")?;
     }
     let (child, listener) = workload::spawn(prepared, ipc)?;
-    // The workload has exec'd (or died trying): its last step was installing the filter.
+    // The workload has exec'd (or died trying): its last step was installing the filter. Its audit
+    // records are in our batch (it shared our memory), sent below with our own.
     let handed_over = match listener {
         Some(listener) => {
             ipc::send(ipc, &FromInit::SeccompListener, Some(listener.as_fd()))

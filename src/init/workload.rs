@@ -156,8 +156,8 @@ pub fn spawn(
 fn harden_and_exec(mut p: Prepared, ipc: BorrowedFd<'_>, listener: &Cell<Option<RawFd>>) -> ! {
     let failure = match harden(&mut p) {
         Ok(()) => {
-            // Now, because nothing can be sent once the filter is in.
-            super::send_audits(ipc);
+            // Our audit records are PID 1's to send (`PENDING_AUDITS`: we share its memory and
+            // thread-local storage), after our execve: nothing of that is on our way to it.
             // Why last: the filter must cover execve itself, and nothing of nucleus's setup.
             match sys::seccomp::install_filter(&p.filter, p.notify) {
                 Err(e) => SetupError::os(Step::Seccomp, "seccomp(SET_MODE_FILTER)", e),
