@@ -1,4 +1,5 @@
-//! The evaluator (`Policy::decide`) against the real kernel filter on random (nr, args) samples.
+//! The evaluator (`Policy::decide`) against the real kernel filter on random (nr, args) samples
+//! (the compiler merges runs of values into ranges; the evaluator does not).
 //! Every rule's action is a distinct errno, so nothing actually runs and the errno tells which rule hit.
 
 mod seccomp_common;
@@ -33,6 +34,10 @@ fn probe_profile() -> String {
         ),
         rule("personality", 104, &arg(0, "GT", 0x7fff_ffff_ffff_ffff, 0)),
         rule("personality", 105, &arg(0, "GE", 0x1_0000_0005, 0)),
+        // A run of 32-bit values with one action: compiled as one range.
+        rule("ioctl", 115, &arg(1, "EQ", 0x5413, 0)),
+        rule("ioctl", 115, &arg(1, "EQ", 0x5415, 0)),
+        rule("ioctl", 115, &arg(1, "EQ", 0x5414, 0)),
         rule("ioctl", 111, &arg(1, "EQ", 0x5412, 0)),
         rule("ioctl", 112, &arg(1, "MASKED_EQ", 0xffff_ff00, 0x5400)),
         rule("ioctl", 113, &arg(1, "GT", 0xffff_0000, 0)),
@@ -43,6 +48,15 @@ fn probe_profile() -> String {
             &format!("{},{}", arg(0, "EQ", 16, 0), arg(2, "EQ", 0, 0)),
         ),
         rule("socket", 122, &arg(0, "LE", 10, 0)),
+        // Runs of 64-bit values, broken by another action, one joining an open range (`GE`).
+        rule("shutdown", 141, &arg(1, "EQ", 3, 0)),
+        rule("shutdown", 141, &arg(1, "EQ", 4, 0)),
+        rule("shutdown", 141, &arg(1, "EQ", 5, 0)),
+        rule("shutdown", 142, &arg(1, "EQ", 7, 0)),
+        rule("shutdown", 141, &arg(1, "EQ", 9, 0)),
+        rule("shutdown", 141, &arg(1, "EQ", 10, 0)),
+        rule("shutdown", 141, &arg(1, "GE", 11, 0)),
+        rule("shutdown", 143, &arg(1, "LE", 8, 0)),
         rule("getppid", 131, ""),
         r#"{"names":["write"],"action":"SCMP_ACT_ALLOW"}"#.to_owned(),
     ];
@@ -63,13 +77,17 @@ impl Rng {
     }
 
     fn arg(&mut self) -> u64 {
-        const NEAR: [u64; 10] = [
+        const NEAR: [u64; 14] = [
             0,
             1,
+            4,
+            6,
             8,
             10,
             16,
             0x5412,
+            0x5414,
+            0x5416,
             0xffff_ffff,
             0x1_0000_0000,
             0x1_0000_0005,
@@ -96,6 +114,7 @@ fn decide_matches_the_kernel_on_random_samples() {
         libc::SYS_personality,
         libc::SYS_ioctl,
         libc::SYS_socket,
+        libc::SYS_shutdown,
         libc::SYS_getppid,
         libc::SYS_getpid,
     ];
@@ -120,7 +139,7 @@ fn decide_matches_the_kernel_on_random_samples() {
         .collect();
     // Each outcome must occur, or the sample says little.
     for errno in [
-        38, 101, 102, 103, 104, 105, 106, 111, 112, 113, 114, 121, 122, 131,
+        38, 101, 102, 103, 104, 105, 106, 111, 112, 113, 114, 115, 121, 122, 131, 141, 142, 143,
     ] {
         assert!(want.contains(&Some(errno)), "no sample hit errno {errno}");
     }

@@ -231,3 +231,71 @@ fn modes_map_decisions() {
     );
     assert_eq!(ret_value(Decision::Log, notify), bpf::RET_LOG);
 }
+
+#[test]
+fn runs_of_values_compile_as_ranges_and_decide_as_before() {
+    let p = Policy::default_profile();
+    let prog = p.compile(ENFORCE).expect("compiles");
+    // Docker's socket rule refuses ~40 address families one by one (and 448 instructions were
+    // compiled before runs became ranges).
+    assert!(prog.len() < 250, "{} instructions", prog.len());
+    let socket = libc::SYS_socket as u32;
+    for family in 0..0x40u64 {
+        for high in [0, 1 << 32] {
+            for protocol in [0, 1] {
+                let args = [family | high, 1, protocol, 0, 0, 0];
+                let want =
+                    crate::seccomp::compile::ret_value(p.decide(i64::from(socket), &args), ENFORCE);
+                let got = run(&prog, p.arch.audit_arch(), socket, &args);
+                assert_eq!(got, want, "socket{args:x?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn only_adjacent_single_value_rules_with_one_action_merge() {
+    let eq = |v: u64| cond(0, CmpOp::Eq, v, 0, false);
+    let rule = |action, conds| Rule {
+        action,
+        conds,
+        origin: Some(0),
+    };
+    let (deny, other) = (Decision::Errno(1), Decision::Errno(2));
+    let rules = vec![
+        rule(deny, vec![eq(3)]),
+        rule(deny, vec![eq(5)]),
+        rule(deny, vec![eq(4)]),
+        rule(other, vec![eq(6)]),
+        rule(deny, vec![eq(7)]),
+        rule(deny, vec![eq(8)]),
+        rule(deny, vec![eq(20), cond(1, CmpOp::Eq, 0, 0, false)]),
+        rule(deny, vec![eq(9)]),
+        rule(deny, vec![eq(10)]),
+        rule(deny, vec![eq(11)]),
+        rule(deny, vec![cond(0, CmpOp::Ge, 12, 0, false)]),
+    ];
+    let merged = crate::seccomp::compile::merge_runs(&rules);
+    let range = |lo, hi| {
+        rule(
+            deny,
+            vec![
+                cond(0, CmpOp::Ge, lo, 0, false),
+                cond(0, CmpOp::Le, hi, 0, false),
+            ],
+        )
+    };
+    assert_eq!(
+        merged,
+        vec![
+            range(3, 5),
+            rule(other, vec![eq(6)]),
+            // Two values: as they were (4 instructions each, a range takes 10).
+            rule(deny, vec![eq(7)]),
+            rule(deny, vec![eq(8)]),
+            rules[6].clone(),
+            // Joined to the open range after them.
+            rule(deny, vec![cond(0, CmpOp::Ge, 9, 0, false)]),
+        ]
+    );
+}
