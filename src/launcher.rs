@@ -156,7 +156,7 @@ pub fn launch(
     // Looked at from here: PID 1's mount namespace starts as a copy of ours, and a cache entry is
     // built with our credentials (the sandbox's root may be `nobody` on the host). Without an entry
     // PID 1 builds the root itself.
-    let mut host = HostLayout::probe(Path::new("/"));
+    let mut host = HostLayout::probe(Path::new("/"), spec.network);
     let root_cache = root_cache::default_root()
         .and_then(|root| root_cache::open(&root, spec, &host, Path::new("/")).ok());
     host.root_cache = root_cache.as_ref().map(|cache| cache.dir.clone());

@@ -141,6 +141,28 @@ fn host_network_must_be_asked_for() {
     assert_eq!(stdout_of(&out).trim(), host_ifaces.to_string());
 }
 
+/// The host's resolvers only with the host's network.
+#[test]
+fn resolv_conf_is_the_hosts_only_with_the_host_network() {
+    let scratch = Scratch::new(As::Root);
+    let host = std::fs::read_to_string("/etc/resolv.conf").expect("host resolv.conf");
+    let with = run_sh(
+        As::Root,
+        &scratch,
+        &["--net", "host"],
+        "cat /etc/resolv.conf",
+    );
+    assert!(with.status.success(), "{}", describe(&with));
+    assert_eq!(stdout_of(&with), host);
+    let without = run_sh(As::Root, &scratch, &[], "cat /etc/resolv.conf");
+    assert!(without.status.success(), "{}", describe(&without));
+    assert!(
+        !stdout_of(&without).contains("nameserver"),
+        "{}",
+        describe(&without)
+    );
+}
+
 #[test]
 fn host_secrets_are_not_visible() {
     // A marker in the host's /root and /home proves those trees are absent, not just empty.

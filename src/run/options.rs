@@ -130,7 +130,7 @@ pub fn build_spec(
         ));
     }
     Ok(SandboxSpec {
-        id: new_sandbox_id(),
+        id: new_sandbox_id()?,
         context_dir,
         context: ContextSpec {
             mode: context_mode,
@@ -311,11 +311,11 @@ fn absolute(path: &Path) -> std::io::Result<PathBuf> {
 }
 
 /// 12 hex digits from the kernel's random pool.
-fn new_sandbox_id() -> String {
+fn new_sandbox_id() -> Result<String, OptionError> {
     let mut bytes = [0u8; 6];
-    let _ = fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::sys::random_bytes(&mut bytes)
+        .map_err(|e| OptionError(format!("reading random bytes for the sandbox id: {e}")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 #[cfg(test)]
@@ -340,6 +340,14 @@ mod tests {
             e.0.contains("--writable") && e.0.contains("--context-mode snapshot"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn sandbox_ids_are_twelve_random_hex_digits() {
+        let (a, b) = (new_sandbox_id().expect("id"), new_sandbox_id().expect("id"));
+        assert_eq!(a.len(), 12);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()), "{a}");
+        assert_ne!(a, b);
     }
 
     #[test]

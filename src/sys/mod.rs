@@ -15,6 +15,26 @@ pub fn landlock_abi_version() -> Option<u32> {
     u32::try_from(ret).ok().filter(|v| *v > 0)
 }
 
+/// Fill `buf` from the kernel's random pool (getrandom(2): one call, no file to open).
+pub fn random_bytes(buf: &mut [u8]) -> std::io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let rest = &mut buf[filled..];
+        // SAFETY: the kernel writes at most `rest.len()` bytes into `rest`.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        match usize::try_from(n) {
+            Ok(n) => filled += n,
+            Err(_) => {
+                let err = std::io::Error::last_os_error();
+                if err.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(err);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 pub mod caps;
 pub mod context;
 pub mod mount;

@@ -86,7 +86,7 @@ pub struct HostLayout {
     pub system: Vec<(String, HostEntry)>,
     /// Existing entries among `ETC_ALLOWLIST`, by name.
     pub etc: Vec<(String, HostEntry)>,
-    /// The host's resolv.conf contents (used with `--net host`).
+    /// The host's resolv.conf contents, read only for `--net host`, which uses it.
     pub resolv_conf: Vec<u8>,
     /// A hash of the `etc` entries (`root_cache::fingerprint`): part of a cache entry's name.
     pub etc_fingerprint: [u8; 32],
@@ -96,8 +96,9 @@ pub struct HostLayout {
 }
 
 impl HostLayout {
-    /// Look at the host through `host_root` (`/` for the supervisor).
-    pub fn probe(host_root: &Path) -> Self {
+    /// Look at the host through `host_root` (`/` for the supervisor); with `network` the host's,
+    /// read its resolv.conf too.
+    pub fn probe(host_root: &Path, network: NetworkMode) -> Self {
         let under = |p: &str| host_root.join(p.trim_start_matches('/'));
         let entry = |path: &Path| -> Option<(HostEntry, fs::Metadata)> {
             let meta = fs::symlink_metadata(path).ok()?;
@@ -130,7 +131,10 @@ impl HostLayout {
             })
             .collect();
         // resolv.conf is often a symlink into /run: read through it, never bind it.
-        let resolv_conf = fs::read(under("/etc/resolv.conf")).unwrap_or_default();
+        let resolv_conf = match network {
+            NetworkMode::Host => fs::read(under("/etc/resolv.conf")).unwrap_or_default(),
+            NetworkMode::None => Vec::new(),
+        };
         HostLayout {
             system,
             etc,

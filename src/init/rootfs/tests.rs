@@ -317,7 +317,7 @@ mod root_cache_entries {
     /// The entry for `host_root` in `etc` under `cache` (a temp dir, whose parent /tmp anyone may
     /// write, so it cannot hold the entries itself).
     fn open(cache: &Path, host_root: &Path) -> root_cache::RootCache {
-        let host = HostLayout::probe(host_root);
+        let host = HostLayout::probe(host_root, NetworkMode::None);
         root_cache::open(
             &cache.join("root"),
             &spec(NetworkMode::None),
@@ -333,7 +333,7 @@ mod root_cache_entries {
         let root = cache.path().join("root");
         fs::create_dir(&root).expect("mkdir");
         fs::set_permissions(&root, fs::Permissions::from_mode(0o777)).expect("chmod");
-        let host = HostLayout::probe(host_root.path());
+        let host = HostLayout::probe(host_root.path(), NetworkMode::None);
         let refused = root_cache::open(&root, &spec(NetworkMode::None), &host, host_root.path());
         assert!(refused.is_err(), "anyone could plant a root there");
         assert_eq!(
@@ -412,7 +412,7 @@ mod root_cache_entries {
         fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).expect("chmod");
         let mut as_root = spec(NetworkMode::None);
         as_root.id_map.rootless = false;
-        let host = HostLayout::probe(host_root.path());
+        let host = HostLayout::probe(host_root.path(), NetworkMode::None);
         let root = private.join("nucleus/root");
         let refused = root_cache::open(&root, &as_root, &host, host_root.path());
         assert!(refused.is_err(), "container root is `nobody` on the host");
