@@ -119,7 +119,7 @@ fn decide_matches_the_kernel_on_random_samples() {
         libc::SYS_getpid,
     ];
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let samples: Vec<(i64, [u64; 6])> = (0..1000)
+    let samples: Vec<(i64, [u64; 6])> = (0..10_000)
         .map(|_| {
             let nr = nrs[(rng.next() % nrs.len() as u64) as usize];
             let mut args = [0u64; 6];
