@@ -59,11 +59,11 @@ pub(crate) fn report_failure(ipc: BorrowedFd<'_>, err: &SetupError) {
 }
 
 thread_local! {
-    /// Audit records not sent yet. Steps are reported in one batch once the workload has exec'd
-    /// (`send_audits`), or with a failure: every message wakes the supervisor on the other CPU, and
-    /// the sender, on the start's critical path, pays for that wake-up. The workload, until its
-    /// execve, shares PID 1's memory and thread-local storage (`spawn_sharing_memory`), so what it
-    /// records joins PID 1's batch.
+    /// Audit records not sent yet. Steps are reported in batches (`send_audits`): every message
+    /// wakes the supervisor on the other CPU, and this process, on the start's critical path, pays
+    /// for that wake-up. A process cloned from this one starts with nothing pending, because the
+    /// batch is sent before each clone; but the workload, until its execve, shares PID 1's memory
+    /// and thread-local storage (`spawn_sharing_memory`), so what it records is PID 1's to send.
     static PENDING_AUDITS: RefCell<Vec<AuditRecord>> = const { RefCell::new(Vec::new()) };
 }
 

@@ -57,12 +57,17 @@ pub fn run(spec: &SandboxSpec, host: &HostLayout, ipc: BorrowedFd<'_>) -> StepRe
         SignalFd::with_flags(&all, SfdFlags::SFD_CLOEXEC).step(Step::SpawnWorkload, "signalfd")?;
 
     let notify = filter.notify;
+    // The workload reports its own steps: ours go first, with the overlay's upper directory for the
+    // change report. Why not earlier: every message wakes the supervisor on the other CPU, and this
+    // process pays for the wake-up on the start's critical path.
+    super::send_audits(ipc);
+    if let Some(upper) = context_upper {
+        ipc::send(ipc, &FromInit::ContextUpper, Some(upper.as_fd()))
+            .step(Step::Context, "handing over the overlay upper dir")?;
+    }
     let (child, listener) = workload::spawn(prepared, ipc)?;
-    // The workload has exec'd (or died trying): its last step was installing the filter. Nothing
-    // was sent before (every message wakes the supervisor on the other CPU, and the sender pays
-    // for that on the start's critical path): now the listener first, whose notifications the
-    // workload may already wait on, then the overlay's upper directory for the change report,
-    // then our audit records with the workload's (it shared our memory) in one batch.
+    // The workload has exec'd (or died trying): its last step was installing the filter. Its audit
+    // records are in our batch (it shared our memory), sent below with our own.
     let handed_over = match listener {
         Some(listener) => {
             ipc::send(ipc, &FromInit::SeccompListener, Some(listener.as_fd()))
@@ -71,10 +76,6 @@ pub fn run(spec: &SandboxSpec, host: &HostLayout, ipc: BorrowedFd<'_>) -> StepRe
         }
         None => false,
     };
-    if let Some(upper) = context_upper {
-        ipc::send(ipc, &FromInit::ContextUpper, Some(upper.as_fd()))
-            .step(Step::Context, "handing over the overlay upper dir")?;
-    }
     audit(
         "seccomp",
         json!({"applied": handed_over || !notify, "mode": spec.seccomp.mode, "live_reports": handed_over}),
