@@ -13,6 +13,9 @@ ctx=$(mktemp -d)
 chmod 755 "$ctx"  # as root the sandbox runs as nobody, which must be able to read the context
 trap 'rm -rf "$ctx"' EXIT
 export XDG_STATE_HOME=$ctx/.state
+# Each command's teardown (namespaces, mounts: after the exit status, for nucleus and bwrap alike)
+# ends before the next command starts.
+export SETTLE_MS=${SETTLE_MS:-10}
 python3 bench/interleaved.py "$runs" "bwrap --unshare-all" \
   "nucleus run -- /bin/true=$bin run $ctx -- /bin/true" \
   "nucleus run --writable -- /bin/true=$bin run --writable $ctx -- /bin/true" \
