@@ -111,11 +111,18 @@ pub fn execute(op: &MountOp) -> io::Result<()> {
             len,
             mode,
         } => {
-            // O_NOFOLLOW: the probe saw a regular file, and a symlink swapped in since is not followed.
+            // The probe saw a regular file: a symlink swapped in since is not followed (O_NOFOLLOW),
+            // a FIFO not waited on (O_NONBLOCK), and anything but a regular file not copied.
             let from = fs::OpenOptions::new()
                 .read(true)
-                .custom_flags(libc::O_NOFOLLOW)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
                 .open(source)?;
+            if !from.metadata()?.is_file() {
+                return Err(io::Error::other(format!(
+                    "{} is no longer a regular file",
+                    source.display()
+                )));
+            }
             let to = fs::OpenOptions::new()
                 .write(true)
                 .create(true)

@@ -292,6 +292,30 @@ fn a_bind_inside_a_mount_gets_its_mount_point_once_that_mount_is_there() {
     );
 }
 
+#[test]
+fn a_copy_takes_only_a_regular_file_and_never_waits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let copy = |source: &Path| {
+        execute(&MountOp::CopyFile {
+            source: source.to_owned(),
+            target: dir.path().join("copy"),
+            len: 4,
+            mode: 0o644,
+        })
+    };
+    let file = dir.path().join("file");
+    fs::write(&file, "data").expect("write");
+    copy(&file).expect("a regular file is copied");
+    assert_eq!(fs::read(dir.path().join("copy")).expect("copy"), b"data");
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&file, &link).expect("ln");
+    assert!(copy(&link).is_err(), "a symlink is not followed");
+    // A FIFO would block an open for reading until a writer came: refused at once instead.
+    let fifo = dir.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).expect("mkfifo");
+    assert!(copy(&fifo).is_err(), "a FIFO is not a regular file");
+}
+
 mod root_cache_entries {
     use super::*;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
