@@ -18,10 +18,11 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nix::fcntl::{Flock, FlockArg};
 
 use super::{HostEntry, HostLayout, MountOp, execute, skeleton};
 use crate::spec::SandboxSpec;
@@ -34,7 +35,7 @@ const LAYOUT_VERSION: &str = "root-cache-1";
 pub struct RootCache {
     /// The entry's directory on the host.
     pub dir: PathBuf,
-    _lock: File,
+    _lock: Flock<File>,
 }
 
 /// Where entries live: `root` under `cache::runtime_dir` (as root, `/run/nucleus/root`, where
@@ -95,7 +96,7 @@ pub fn open(
     for _ in 0..3 {
         match File::open(&dir) {
             Ok(entry) => {
-                lock(&entry, libc::LOCK_SH)?;
+                let entry = lock(entry, FlockArg::LockShared)?;
                 // A collector may have removed it between our open and our lock.
                 if entry.metadata()?.nlink() == 0 {
                     continue;
@@ -169,8 +170,7 @@ fn build(
     make_dirs(root)?;
     let tmp = root.join(format!(".tmp-{name}-{}", std::process::id()));
     fs::create_dir(&tmp)?;
-    let guard = File::open(&tmp)?;
-    lock(&guard, libc::LOCK_EX)?;
+    let _guard = lock(File::open(&tmp)?, FlockArg::LockExclusive)?;
     let filled = fill(&tmp, spec, host, host_root).and_then(|()| {
         fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755))?;
         fs::rename(&tmp, root.join(name))
@@ -274,16 +274,14 @@ fn collect_garbage(root: &Path, keep: &str) {
         let Ok(dir) = File::open(&path) else {
             continue;
         };
-        if lock(&dir, libc::LOCK_EX | libc::LOCK_NB).is_ok() {
+        // Removed while the exclusive lock is held: no sandbox can take it meanwhile.
+        if let Ok(_held) = lock(dir, FlockArg::LockExclusiveNonblock) {
             let _ = fs::remove_dir_all(&path);
         }
     }
 }
 
-fn lock(file: &File, how: libc::c_int) -> io::Result<()> {
-    // SAFETY: flock on a descriptor we own; it changes nothing but the lock.
-    if unsafe { libc::flock(file.as_raw_fd(), how) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+/// `file` with an `flock` held until it is dropped.
+fn lock(file: File, how: FlockArg) -> io::Result<Flock<File>> {
+    Flock::lock(file, how).map_err(|(_, errno)| errno.into())
 }
