@@ -272,7 +272,7 @@ pub(super) fn merge_runs(rules: &[Rule]) -> Vec<Rule> {
         let mut ranges: Vec<(u64, u64)> = Vec::new();
         for v in values {
             match ranges.last_mut() {
-                Some((_, last)) if v == *last + 1 => *last = v,
+                Some((_, last)) if last.checked_add(1) == Some(v) => *last = v,
                 _ => ranges.push((v, v)),
             }
         }
