@@ -112,6 +112,7 @@ pub fn open(
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 build(root, &name, spec, host, host_root)?;
                 collect_garbage(root, &name);
+                remove_legacy_etc_cache(root);
             }
             Err(e) => return Err(e),
         }
@@ -252,6 +253,17 @@ fn searchable_by_others(dir: &Path) -> bool {
 /// variants (`--net host` has its own `resolv.conf`) are still current, and runs that alternate
 /// between them would otherwise rebuild one another's entries every time.
 const KEEP_UNUSED: Duration = Duration::from_secs(15 * 60);
+
+/// Versions before the root cache kept `/etc` alone in `etc` beside `root`: its entries go like
+/// stale ones of ours (unused and old, so a sandbox of an older nucleus keeps its own), and the
+/// directory once it is empty.
+fn remove_legacy_etc_cache(root: &Path) {
+    let legacy = root.with_file_name("etc");
+    if crate::cache::is_private(&legacy) {
+        collect_garbage(&legacy, "");
+        let _ = fs::remove_dir(&legacy);
+    }
+}
 
 /// Remove every entry but `keep` that no sandbox holds and that was built more than `KEEP_UNUSED`
 /// ago, and temporary ones no builder holds.

@@ -446,6 +446,38 @@ mod root_cache_entries {
     }
 
     #[test]
+    fn building_an_entry_removes_the_old_etc_cache_once_unused() {
+        let (host_root, cache) = (fake_host(), tempfile::tempdir().expect("tempdir"));
+        // As `cache::is_private` wants it: the legacy directory and its parent are the user's own.
+        fs::set_permissions(cache.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+        let legacy = cache.path().join("etc");
+        let (old, held) = (legacy.join("old"), legacy.join("held"));
+        for entry in [&old, &held] {
+            fs::create_dir_all(entry.join("ssl")).expect("mkdir");
+        }
+        fs::set_permissions(&legacy, fs::Permissions::from_mode(0o755)).expect("chmod");
+        let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for entry in [&old, &held] {
+            fs::File::open(entry)
+                .and_then(|d| d.set_modified(an_hour_ago))
+                .expect("age it");
+        }
+        // A sandbox of an older nucleus still holds this one.
+        let lock = nix::fcntl::Flock::lock(
+            fs::File::open(&held).expect("open"),
+            nix::fcntl::FlockArg::LockShared,
+        )
+        .expect("lock");
+        let _entry = open(cache.path(), host_root.path());
+        assert!(!old.exists(), "unused and old: removed");
+        assert!(held.is_dir(), "held: kept");
+        drop(lock);
+        fs::write(host_root.path().join("etc/ld.so.cache"), "cache v2").expect("write");
+        let _next = open(cache.path(), host_root.path());
+        assert!(!legacy.exists(), "empty once the last entry went");
+    }
+
+    #[test]
     fn an_entry_is_reused_until_the_host_changes_and_removed_once_unused() {
         let (host_root, cache) = (fake_host(), tempfile::tempdir().expect("tempdir"));
         let first = open(cache.path(), host_root.path());
