@@ -53,6 +53,23 @@ impl std::fmt::Display for MountOp {
     }
 }
 
+/// Open the file the probe saw as a regular file, for reading: a symlink swapped in since is not
+/// followed (O_NOFOLLOW; it must not copy, say, `/etc/shadow` under another name), a FIFO not
+/// waited on (O_NONBLOCK), and anything but a regular file refused.
+pub(super) fn open_regular(path: &Path) -> io::Result<fs::File> {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other(format!(
+            "{} is no longer a regular file",
+            path.display()
+        )));
+    }
+    Ok(file)
+}
+
 /// Run one operation. Errors carry the operation for the failure report.
 ///
 /// Modes are applied at creation, so the caller runs the plan with umask 0 (`pid1::build_root`).
@@ -111,18 +128,7 @@ pub fn execute(op: &MountOp) -> io::Result<()> {
             len,
             mode,
         } => {
-            // The probe saw a regular file: a symlink swapped in since is not followed (O_NOFOLLOW),
-            // a FIFO not waited on (O_NONBLOCK), and anything but a regular file not copied.
-            let from = fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-                .open(source)?;
-            if !from.metadata()?.is_file() {
-                return Err(io::Error::other(format!(
-                    "{} is no longer a regular file",
-                    source.display()
-                )));
-            }
+            let from = open_regular(source)?;
             let to = fs::OpenOptions::new()
                 .write(true)
                 .create(true)

@@ -16,14 +16,15 @@
 //! Any failure here only means PID 1 builds the root itself, as without a cache; so does a cache
 //! directory that anyone but this user could write (`cache::is_private`).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::fcntl::{Flock, FlockArg};
 
+use super::execute::open_regular;
 use super::{HostEntry, HostLayout, MountOp, execute, skeleton};
 use crate::spec::SandboxSpec;
 
@@ -168,7 +169,6 @@ fn build(
     host: &HostLayout,
     host_root: &Path,
 ) -> io::Result<()> {
-    make_dirs(root)?;
     let tmp = root.join(format!(".tmp-{name}-{}", std::process::id()));
     fs::create_dir(&tmp)?;
     let _guard = lock(File::open(&tmp)?, FlockArg::LockExclusive)?;
@@ -211,21 +211,10 @@ fn fill(dir: &Path, spec: &SandboxSpec, host: &HostLayout, host_root: &Path) -> 
     Ok(())
 }
 
-/// The contents of a regular file, never a symlink's target: the probe saw a regular file, and a
-/// symlink swapped in since must not copy, say, `/etc/shadow` under another name.
+/// The contents of the file the probe saw as a regular file (`execute::open_regular`).
 fn read_regular(path: &Path) -> io::Result<Vec<u8>> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(io::Error::other(format!(
-            "{} is no longer a regular file",
-            path.display()
-        )));
-    }
     let mut contents = Vec::new();
-    io::Read::read_to_end(&mut file, &mut contents)?;
+    io::Read::read_to_end(&mut open_regular(path)?, &mut contents)?;
     Ok(contents)
 }
 
