@@ -120,22 +120,25 @@ pub fn send_unless_gone<T: Serialize>(
 
 /// Receive one message and its fd; `Ok(None)` when the peer closed the channel.
 pub fn recv<T: DeserializeOwned>(sock: BorrowedFd<'_>) -> io::Result<Option<(T, Option<OwnedFd>)>> {
+    // ECONNRESET: the peer exited with a message of ours unread. The kernel reports that once, at
+    // whichever receive comes next (the size's peek, or the read after it, if the peer exited in
+    // between), before taking anything off the queue; the messages the peer sent are still there:
+    // read on.
+    match receive(sock) {
+        Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => receive(sock),
+        other => other,
+    }
+}
+
+fn receive<T: DeserializeOwned>(sock: BorrowedFd<'_>) -> io::Result<Option<(T, Option<OwnedFd>)>> {
     // The datagram's size first (MSG_PEEK | MSG_TRUNC with no buffer and no control data: nothing is
     // consumed and no fd installed), so that the buffer fits the message: a fixed buffer large enough
     // for any message would be zeroed, page by page, for every small one.
-    let peek = || {
-        nix::sys::socket::recv(
-            sock.as_raw_fd(),
-            &mut [],
-            MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC,
-        )
-    };
-    // ECONNRESET: the peer exited with a message of ours unread. The kernel reports that once, ahead
-    // of the messages the peer sent, which are still queued: read on.
-    let size = match peek() {
-        Err(nix::errno::Errno::ECONNRESET) => peek()?,
-        other => other?,
-    };
+    let size = nix::sys::socket::recv(
+        sock.as_raw_fd(),
+        &mut [],
+        MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC,
+    )?;
     let mut buf = vec![0u8; size.clamp(4, MAX_MESSAGE)];
     let mut cmsg_space = nix::cmsg_space!([RawFd; 1]);
     let (bytes, fd) = {
@@ -207,6 +210,22 @@ mod tests {
         assert!(fd.is_none());
         drop(a);
         assert!(recv::<FromInit>(b.as_fd()).expect("recv").is_none());
+    }
+
+    #[test]
+    fn what_a_peer_sent_before_exiting_with_ours_unread_is_still_read() {
+        // PID 1 failing a step: its report is queued for us, our filter unread in its socket.
+        let (supervisor, pid1) = channel().expect("socketpair");
+        send(pid1.as_fd(), &FromInit::ContextUpper, None).expect("send");
+        send(supervisor.as_fd(), &ToInit::IdsMapped, None).expect("send");
+        drop(pid1);
+        let received = recv::<FromInit>(supervisor.as_fd()).expect("recv, despite ECONNRESET");
+        assert!(matches!(received, Some((FromInit::ContextUpper, None))));
+        assert!(
+            recv::<FromInit>(supervisor.as_fd())
+                .expect("recv")
+                .is_none()
+        );
     }
 
     #[test]
