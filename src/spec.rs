@@ -1,6 +1,7 @@
 //! `SandboxSpec`: the validated, pure description of one sandbox, built by the supervisor and read by
 //! the sandbox's PID 1 (a clone of it).
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -95,8 +96,9 @@ pub enum NetworkMode {
 pub struct SeccompSpec {
     /// Enforce, or trace what would be denied.
     pub mode: SeccompMode,
-    /// OCI/Docker profile JSON text (the embedded default unless a file was given).
-    pub profile_json: String,
+    /// OCI/Docker profile JSON text: the embedded default (borrowed, never copied) unless a file
+    /// was given.
+    pub profile_json: Cow<'static, str>,
     /// Where the profile came from, for reports (`default` or a path).
     pub profile_source: String,
     /// Allow ptrace and process_vm_* (denied by the default profile).

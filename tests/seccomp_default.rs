@@ -180,7 +180,7 @@ fn default_profile_denials_get_eperm() {
 fn allow_ptrace_reallows_the_ptrace_family() {
     let spec = SeccompSpec {
         mode: SeccompMode::Enforce,
-        profile_json: Policy::default_profile_json().to_owned(),
+        profile_json: Policy::default_profile_json().into(),
         profile_source: "default".into(),
         allow_ptrace: true,
     };

@@ -21,8 +21,13 @@ use crate::spec::{NetworkMode, SandboxSpec};
 use crate::sys;
 
 /// Build the root, start the workload and supervise it; returns the workload's exit code. Runs
-/// after `super::enter`, as container root.
-pub fn run(spec: &SandboxSpec, host: &HostLayout, ipc: BorrowedFd<'_>) -> StepResult<i32> {
+/// after `super::enter`, as container root, with the bounding set empty up to `last_cap`.
+pub fn run(
+    spec: &SandboxSpec,
+    host: &HostLayout,
+    last_cap: u32,
+    ipc: BorrowedFd<'_>,
+) -> StepResult<i32> {
     // Why: a non-dumpable PID 1 cannot be ptraced, and its /proc entries (fds!) are root-only.
     sys::process::set_non_dumpable().step(Step::DieWithParent, "prctl(PR_SET_DUMPABLE)")?;
 
@@ -47,7 +52,7 @@ pub fn run(spec: &SandboxSpec, host: &HostLayout, ipc: BorrowedFd<'_>) -> StepRe
             ));
         }
     };
-    let prepared = workload::prepare(spec, &filter, console)?;
+    let prepared = workload::prepare(spec, &filter, console, last_cap)?;
 
     // Block every signal before the workload exists: they are read from a signalfd and forwarded.
     let all = SigSet::all();

@@ -37,6 +37,7 @@ pub fn prepare(
     spec: &SandboxSpec,
     filter: &CompiledFilter,
     console: Option<OwnedFd>,
+    last_cap: u32,
 ) -> StepResult<Prepared> {
     let path = resolve_command(spec)?;
     let cstr = |s: &[u8]| {
@@ -90,7 +91,7 @@ pub fn prepare(
         landlock,
         filter,
         notify,
-        last_cap: sys::caps::last_cap(),
+        last_cap,
         strict: spec.strict,
     })
 }
@@ -192,15 +193,14 @@ fn harden(p: &mut Prepared) -> StepResult<()> {
         drop(console);
         sys::process::set_controlling_tty(0).step(Step::SpawnWorkload, "TIOCSCTTY")?;
     }
-    // PID 1 blocks every signal to read them from a signalfd; the workload starts with none blocked
-    // and every disposition at its default (the supervisor's runtime ignores SIGPIPE).
-    sys::process::reset_signal_dispositions();
+    // PID 1 blocks every signal to read them from a signalfd; the workload starts with none blocked.
+    // (Every disposition is at its default, and the bounding set empty, since `init::enter`.)
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .step(Step::SpawnWorkload, "sigprocmask")?;
 
     setrlimit(Resource::RLIMIT_CORE, 0, 0).step(Step::SpawnWorkload, "setrlimit(RLIMIT_CORE)")?;
 
-    sys::caps::drop_all(p.last_cap).step(Step::SpawnWorkload, "dropping capabilities")?;
+    sys::caps::drop_process_sets().step(Step::SpawnWorkload, "dropping capabilities")?;
     audit(
         "capabilities_dropped",
         json!({"bounding": "empty", "ambient": "empty", "effective": "empty",

@@ -13,6 +13,7 @@
 //! or unreadable entry means compiling, as without a cache; so does any failure to store one, and
 //! so does a cache directory that anyone but this user could write.
 
+use std::borrow::Cow;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -70,7 +71,8 @@ pub fn entry_name(spec: &SeccompSpec, notify: bool, exe: &Path) -> Option<String
     }
     // The embedded default profile is part of the executable, whose identity is in the name
     // already: hashing its 20 KB again cost ~30 µs of every start.
-    if profile_json == Policy::default_profile_json() {
+    let embedded = matches!(profile_json, Cow::Borrowed(text) if std::ptr::eq(*text, Policy::default_profile_json()));
+    if embedded {
         hasher.update(b"embedded default profile");
     } else {
         hasher.update(profile_json.as_bytes());
@@ -152,10 +154,10 @@ fn remove_stale(root: &Path, keep: &str) {
 mod tests {
     use super::*;
 
-    fn spec(profile: &str) -> SeccompSpec {
+    fn spec(profile: &'static str) -> SeccompSpec {
         SeccompSpec {
             mode: SeccompMode::Enforce,
-            profile_json: profile.to_owned(),
+            profile_json: Cow::Borrowed(profile),
             profile_source: "test".to_owned(),
             allow_ptrace: false,
         }

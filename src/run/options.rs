@@ -1,6 +1,7 @@
 //! Turn command-line options (with config defaults) into a validated `SandboxSpec`.
 //! Conflicts are rejected here, before anything touches the kernel.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::fs;
 use std::path::{Component, Path, PathBuf};
@@ -97,10 +98,10 @@ pub fn build_spec(
         Some(path) => {
             let text = fs::read_to_string(path)
                 .map_err(|e| OptionError(format!("--seccomp-profile {}: {e}", path.display())))?;
-            (text, path.display().to_string())
+            (Cow::Owned(text), path.display().to_string())
         }
         None => (
-            Policy::default_profile_json().to_owned(),
+            Cow::Borrowed(Policy::default_profile_json()),
             "default".to_owned(),
         ),
     };

@@ -1,6 +1,7 @@
 //! `nucleus trace`: run like `nucleus run`, but let every call through, record what the profile would
 //! deny, and export the base profile with those calls allowed.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::PathBuf;
@@ -16,7 +17,7 @@ pub struct Learned {
     /// Name → number of calls.
     pub would_deny: BTreeMap<String, u64>,
     /// The base profile's JSON text.
-    pub base_profile: String,
+    pub base_profile: Cow<'static, str>,
 }
 
 impl Learned {

@@ -108,7 +108,7 @@ fn execve_and_ptrace_flags() {
     );
     let spec = SeccompSpec {
         mode: SeccompMode::Enforce,
-        profile_json: Policy::default_profile_json().to_owned(),
+        profile_json: Policy::default_profile_json().into(),
         profile_source: "default".into(),
         allow_ptrace: true,
     };

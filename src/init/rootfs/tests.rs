@@ -20,7 +20,7 @@ fn spec(network: NetworkMode) -> SandboxSpec {
         tmp_size_bytes: 64 << 20,
         seccomp: SeccompSpec {
             mode: SeccompMode::Enforce,
-            profile_json: String::new(),
+            profile_json: "".into(),
             profile_source: "default".into(),
             allow_ptrace: false,
         },
