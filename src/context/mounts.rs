@@ -136,7 +136,7 @@ fn in_initial_user_namespace() -> bool {
 }
 
 /// The overlay option string splits on `,` and `:` and treats `\` and `=` specially.
-fn check_option_safe(path: &Path) -> Result<(), ContextError> {
+pub fn check_option_safe(path: &Path) -> Result<(), ContextError> {
     let s = path.to_string_lossy();
     if s.contains([',', ':', '\\', '=']) || !path.is_absolute() {
         return Err(ContextError::UnsafeMountPath(path.to_path_buf()));

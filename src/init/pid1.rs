@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
@@ -14,7 +14,7 @@ use nix::unistd::{Pid, chdir, pivot_root, sethostname};
 use serde_json::json;
 
 use super::error::{SetupError, Step, StepContext, StepResult};
-use super::rootfs::{self, HostLayout};
+use super::rootfs::{self, HostLayout, root_cache};
 use super::{audit, workload};
 use crate::ipc::{self, FromInit, ToInit};
 use crate::spec::{NetworkMode, SandboxSpec};
@@ -105,32 +105,31 @@ fn enter_network(ipc: BorrowedFd<'_>) -> StepResult<()> {
     nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET).step(Step::Network, "setns(net)")
 }
 
-/// Assemble the new root under a staging tmpfs, then pivot into it and detach the host.
-/// Returns the context overlay's upper directory, if there is one.
+/// Assemble the new root, then pivot into it and detach the host. Returns the context overlay's
+/// upper directory, if there is one.
 fn build_root(spec: &SandboxSpec, host: &HostLayout) -> StepResult<Option<OwnedFd>> {
     let none: Option<&str> = None;
     // Why: nothing we mount may propagate back to the host's mount namespace.
     mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
         .step(Step::PrivateMounts, "mount --make-rprivate /")?;
 
-    // Stage on a tmpfs over /tmp and move the host to /oldroot, so host paths (even ones under /tmp)
-    // stay reachable while the new root is assembled, and nothing is created on the host.
-    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-    mount(
-        Some("tmpfs"),
-        "/tmp",
-        Some("tmpfs"),
-        flags,
-        Some("mode=0700,size=1m"),
-    )
-    .step(Step::StagingRoot, "mount staging tmpfs")?;
-    for dir in ["/tmp/newroot", "/tmp/oldroot", "/tmp/scratch"] {
-        fs::create_dir(dir).step(Step::StagingRoot, format!("mkdir {dir}"))?;
-    }
-    pivot_root("/tmp", "/tmp/oldroot").step(Step::StagingRoot, "pivot_root(staging)")?;
-    chdir("/").step(Step::StagingRoot, "chdir /")?;
+    // With a cache entry, its root (bound onto itself by the plan's first step) is the new root and
+    // its scratch directory is in the host's tree: host paths stay as they are. Without one, the
+    // new root is a tmpfs, assembled on a staging tmpfs over /tmp with the host moved to /oldroot,
+    // so that host paths (even ones under /tmp) stay reachable and nothing is created on the host.
+    let (oldroot, newroot, scratch) = match &host.root_cache {
+        Some(entry) => (
+            PathBuf::from("/"),
+            entry.join(root_cache::ROOT),
+            entry.join(root_cache::SCRATCH),
+        ),
+        None => {
+            stage()?;
+            ("/oldroot".into(), "/newroot".into(), "/scratch".into())
+        }
+    };
 
-    let ops = rootfs::plan(spec, host, Path::new("/oldroot"), Path::new("/newroot"));
+    let ops = rootfs::plan(spec, host, &oldroot, &newroot);
     // Why umask 0: the plan's modes are then applied as the files are created, with no chmod each.
     let inherited_umask = umask(Mode::empty());
     for op in &ops {
@@ -145,11 +144,12 @@ fn build_root(spec: &SandboxSpec, host: &HostLayout) -> StepResult<Option<OwnedF
         "tmp_size_bytes": spec.tmp_size_bytes, "proc_masked": rootfs::PROC_MASKED_FILES, "proc_read_only": rootfs::PROC_READ_ONLY}),
     );
 
-    let context_upper = mount_context(spec)?;
+    let context_upper = mount_context(spec, &oldroot, &scratch, &newroot)?;
 
     // Why chdir first: pivot_root(".", ".") stacks the old root on top of the new one; detaching "."
-    // then removes every host mount from view without needing a put_old directory.
-    chdir("/newroot").step(Step::PivotRoot, "chdir /newroot")?;
+    // then removes every host mount from view (the scratch tmpfs among them) without needing a
+    // put_old directory.
+    chdir(&newroot).step(Step::PivotRoot, "chdir to the new root")?;
     pivot_root(".", ".").step(Step::PivotRoot, "pivot_root")?;
     umount2(".", MntFlags::MNT_DETACH).step(Step::PivotRoot, "umount2(old root)")?;
     chdir("/").step(Step::PivotRoot, "chdir /")?;
@@ -161,26 +161,46 @@ fn build_root(spec: &SandboxSpec, host: &HostLayout) -> StepResult<Option<OwnedF
     mount(none, "/", none, ro, none).step(Step::PivotRoot, "remount / read-only")?;
     audit(
         "pivot_root",
-        json!({"old_root": "detached", "root": "tmpfs, read-only"}),
+        json!({"old_root": "detached", "root": if host.root_cache.is_some() { "cached skeleton, read-only" } else { "tmpfs, read-only" }}),
     );
     Ok(context_upper)
 }
 
-/// Present the context at /newroot/context (see `crate::context`); returns the overlay's upper
-/// directory, if there is one.
-fn mount_context(spec: &SandboxSpec) -> StepResult<Option<OwnedFd>> {
-    let host_dir = Path::new("/oldroot").join(
+/// Mount the staging tmpfs over /tmp and pivot into it, the host at /oldroot; /newroot and /scratch
+/// are its mount points.
+fn stage() -> StepResult<()> {
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    mount(
+        Some("tmpfs"),
+        "/tmp",
+        Some("tmpfs"),
+        flags,
+        Some("mode=0700,size=1m"),
+    )
+    .step(Step::StagingRoot, "mount staging tmpfs")?;
+    for dir in ["/tmp/newroot", "/tmp/oldroot", "/tmp/scratch"] {
+        fs::create_dir(dir).step(Step::StagingRoot, format!("mkdir {dir}"))?;
+    }
+    pivot_root("/tmp", "/tmp/oldroot").step(Step::StagingRoot, "pivot_root(staging)")?;
+    chdir("/").step(Step::StagingRoot, "chdir /")
+}
+
+/// Present the context at `newroot`/context (see `crate::context`), the host at `oldroot`, its
+/// layers on a tmpfs at `scratch`; returns the overlay's upper directory, if there is one.
+fn mount_context(
+    spec: &SandboxSpec,
+    oldroot: &Path,
+    scratch: &Path,
+    newroot: &Path,
+) -> StepResult<Option<OwnedFd>> {
+    let host_dir = oldroot.join(
         spec.context_dir
             .strip_prefix("/")
             .unwrap_or(&spec.context_dir),
     );
-    let prepared = crate::context::prepare(
-        &spec.context,
-        &host_dir,
-        Path::new("/scratch"),
-        Path::new("/newroot/context"),
-    )
-    .map_err(|e| SetupError::other(Step::Context, e.to_string()))?;
+    let prepared =
+        crate::context::prepare(&spec.context, &host_dir, scratch, &newroot.join("context"))
+            .map_err(|e| SetupError::other(Step::Context, e.to_string()))?;
     audit("context", prepared.audit);
     Ok(prepared.upper)
 }

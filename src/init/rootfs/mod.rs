@@ -1,7 +1,8 @@
 //! The sandbox's root filesystem: a pure plan of mount operations and the thin executor that runs it.
 //!
-//! Paths in the plan are absolute *inside the staging root*: host paths live under `/oldroot`, the new
-//! root is assembled under `/newroot` (see `pid1::build_root`).
+//! Paths in the plan are absolute: host paths under `oldroot`, the new root at `newroot`, which
+//! `pid1::build_root` picks (with a `root_cache` entry, the host's `/` and the entry's root bound
+//! onto itself; without one, `/oldroot` and `/newroot` in a staging tmpfs).
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -90,7 +91,7 @@ pub struct HostLayout {
     pub resolv_conf: Vec<u8>,
     /// A hash of the `etc` entries (`root_cache::fingerprint`): part of a cache entry's name.
     pub etc_fingerprint: [u8; 32],
-    /// A prepared root skeleton (`skeleton`) at this host path (`root_cache`): bound
+    /// The host path of a `root_cache` entry, whose prepared root skeleton (`skeleton`) is bound
     /// instead of built.
     pub root_cache: Option<PathBuf>,
 }
@@ -237,7 +238,9 @@ pub fn plan(spec: &SandboxSpec, host: &HostLayout, oldroot: &Path, newroot: &Pat
     let (skeleton, mounts) = layout(spec, host, oldroot, newroot);
     let mut ops = match &host.root_cache {
         Some(entry) => vec![MountOp::BindReadOnly {
-            source: oldroot.join(entry.strip_prefix("/").unwrap_or(entry)),
+            source: oldroot
+                .join(entry.strip_prefix("/").unwrap_or(entry))
+                .join(root_cache::ROOT),
             target: newroot.into(),
         }],
         None => {

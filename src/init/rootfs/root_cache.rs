@@ -1,6 +1,7 @@
 //! A prepared root skeleton, kept between runs, that PID 1 binds read-only as the new root instead
 //! of mounting a tmpfs and creating ~50 directories, links and files in it (the synthesized `/etc`
-//! among them; docs/BENCHMARKS.md). An entry is `rootfs::skeleton`, created once.
+//! among them; docs/BENCHMARKS.md). An entry holds `rootfs::skeleton`, created once, in `ROOT`,
+//! and an empty `SCRATCH` directory beside it (see there).
 //!
 //! An entry is named by a hash of everything its contents come from: the skeleton's operations
 //! (paths, modes, link targets, the synthesized files' contents), the allowlisted host `/etc`
@@ -29,7 +30,14 @@ use super::{HostEntry, HostLayout, MountOp, execute, skeleton};
 use crate::spec::SandboxSpec;
 
 /// Bump when what an entry holds changes shape.
-const LAYOUT_VERSION: &str = "root-cache-1";
+const LAYOUT_VERSION: &str = "root-cache-2";
+
+/// In an entry: the skeleton, which PID 1 binds onto itself as the new root.
+pub const ROOT: &str = "root";
+/// In an entry, outside the new root: where PID 1 mounts its scratch tmpfs (the context overlay's
+/// layers). Being in the host's tree, it is detached with the host's mounts once PID 1 has
+/// pivoted, at no cost of its own.
+pub const SCRATCH: &str = "scratch";
 
 /// An entry in use: its host path, and the shared lock that keeps it from removal.
 #[derive(Debug)]
@@ -85,6 +93,9 @@ pub fn open(
     host: &HostLayout,
     host_root: &Path,
 ) -> io::Result<RootCache> {
+    // An entry's scratch directory carries the context overlay's layers, whose paths go into the
+    // overlay's option string.
+    crate::context::mounts::check_option_safe(root).map_err(io::Error::other)?;
     make_dirs(root)?;
     if !crate::cache::is_private(root) {
         return Err(io::Error::other(format!(
@@ -172,10 +183,16 @@ fn build(
     let tmp = root.join(format!(".tmp-{name}-{}", std::process::id()));
     fs::create_dir(&tmp)?;
     let _guard = lock(File::open(&tmp)?, FlockArg::LockExclusive)?;
-    let filled = fill(&tmp, spec, host, host_root).and_then(|()| {
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755))?;
-        fs::rename(&tmp, root.join(name))
-    });
+    let filled = [ROOT, SCRATCH]
+        .iter()
+        .try_for_each(|dir| fs::create_dir(tmp.join(dir)))
+        .and_then(|()| fill(&tmp.join(ROOT), spec, host, host_root))
+        .and_then(|()| {
+            for dir in [&tmp.join(ROOT), &tmp.join(SCRATCH), &tmp] {
+                fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
+            }
+            fs::rename(&tmp, root.join(name))
+        });
     if filled.is_err() {
         // Lost a race to another builder (the entry exists now), or failed: either way ours goes.
         let _ = fs::remove_dir_all(&tmp);

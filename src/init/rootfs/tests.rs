@@ -217,7 +217,7 @@ fn a_cached_root_is_one_read_only_bind_with_the_mounts_on_it_and_nothing_created
     assert_eq!(
         cached[0],
         MountOp::BindReadOnly {
-            source: "/oldroot/run/nucleus/root/abc".into(),
+            source: "/oldroot/run/nucleus/root/abc/root".into(),
             target: "/newroot".into(),
         }
     );
@@ -368,12 +368,24 @@ mod root_cache_entries {
     }
 
     #[test]
+    fn a_cache_directory_the_overlay_options_cannot_name_is_not_used() {
+        // The context overlay's layers live in an entry's scratch directory.
+        let (host_root, cache) = (fake_host(), tempfile::tempdir().expect("tempdir"));
+        let root = cache.path().join("a,b").join("root");
+        let host = HostLayout::probe(host_root.path(), NetworkMode::None);
+        let refused = root_cache::open(&root, &spec(NetworkMode::None), &host, host_root.path());
+        assert!(refused.is_err());
+        assert!(!root.exists(), "nothing made");
+    }
+
+    #[test]
     fn an_entry_holds_the_skeleton_with_the_synthesized_etc_and_nothing_others_can_write() {
         // (The process umask is not changed here to prove the explicit modes: tests run in
         // parallel threads, and another test's files would get it.)
         let (host_root, cache) = (fake_host(), tempfile::tempdir().expect("tempdir"));
         let entry = open(cache.path(), host_root.path());
-        let at = |name: &str| entry.dir.join("etc").join(name);
+        let root = entry.dir.join(root_cache::ROOT);
+        let at = |name: &str| root.join("etc").join(name);
         assert_eq!(fs::read(at("ld.so.cache")).expect("copy"), b"cache v1");
         assert_eq!(
             fs::read_link(at("os-release")).expect("link"),
@@ -399,11 +411,14 @@ mod root_cache_entries {
             assert!(mode == 0o644 || mode == 0o755, "{name}: {mode:o}");
         }
         for dir in ["dev/pts", "dev/shm", "proc", "tmp", "context"] {
-            assert!(entry.dir.join(dir).is_dir(), "mount point {dir}");
+            assert!(root.join(dir).is_dir(), "mount point {dir}");
         }
+        assert_eq!(fs::read(root.join("dev/null")).expect("placeholder"), b"");
+        let scratch = entry.dir.join(root_cache::SCRATCH);
         assert_eq!(
-            fs::read(entry.dir.join("dev/null")).expect("placeholder"),
-            b""
+            fs::read_dir(&scratch).expect("scratch").count(),
+            0,
+            "a mount point only, outside the new root"
         );
         let mut stack = vec![entry.dir.clone()];
         while let Some(path) = stack.pop() {
@@ -491,7 +506,7 @@ mod root_cache_entries {
         let second = open(cache.path(), host_root.path());
         assert_ne!(second.dir, first.dir);
         assert_eq!(
-            fs::read(second.dir.join("etc/ld.so.cache")).expect("copy"),
+            fs::read(second.dir.join(root_cache::ROOT).join("etc/ld.so.cache")).expect("copy"),
             b"cache v2"
         );
         assert!(first.dir.is_dir(), "still locked by a sandbox: kept");
