@@ -21,7 +21,7 @@ pub fn runtime_dir() -> Option<PathBuf> {
 /// Feed what tells one version of a file from another into `hasher`: device, inode, size, mode,
 /// and modification and change times (a rewrite or a replacement changes at least one).
 pub fn hash_identity(hasher: &mut blake3::Hasher, meta: &Metadata) {
-    for n in [
+    let fields = [
         meta.dev(),
         meta.ino(),
         meta.size(),
@@ -30,9 +30,12 @@ pub fn hash_identity(hasher: &mut blake3::Hasher, meta: &Metadata) {
         meta.ctime() as u64,
         meta.ctime_nsec() as u64,
         u64::from(meta.mode()),
-    ] {
-        hasher.update(&n.to_le_bytes());
+    ];
+    let mut bytes = [0u8; 64];
+    for (chunk, n) in bytes.chunks_exact_mut(8).zip(fields) {
+        chunk.copy_from_slice(&n.to_le_bytes());
     }
+    hasher.update(&bytes);
 }
 
 /// Whether entries under `dir` may be trusted: `dir` and its parent are directories owned by this

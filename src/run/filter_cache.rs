@@ -186,6 +186,10 @@ mod tests {
         let default = spec(Policy::default_profile_json());
         let named = entry_name(&default, true, &exe).expect("named");
         assert_eq!(entry_name(&default, true, &exe), Some(named.clone()));
+        // Known without reading it: the same text from a file is hashed, and named otherwise.
+        let mut copied = default.clone();
+        copied.profile_json = Cow::Owned(Policy::default_profile_json().to_owned());
+        assert_ne!(entry_name(&copied, true, &exe), Some(named.clone()));
         assert_ne!(named, base);
         assert_ne!(entry_name(&spec("{}"), false, &exe), Some(base.clone()));
         let mut ptrace = spec("{}");

@@ -192,8 +192,10 @@ pub struct Policy {
     pub(crate) digest: String,
 }
 
-/// The default profile (DESIGN §3: embedded in the binary).
-const DEFAULT_PROFILE: &str = include_str!("../../profiles/default.json");
+/// The default profile (DESIGN §3: embedded in the binary). A static, not a const: one address,
+/// which `filter_cache::entry_name` compares to know it without reading 20 KB (a const is copied
+/// into each codegen unit that uses it).
+static DEFAULT_PROFILE: &str = include_str!("../../profiles/default.json");
 
 /// Calls that are always allowed: denying them confines nothing (a process may always end), and a
 /// notified exit would hang the process when no supervisor answers.

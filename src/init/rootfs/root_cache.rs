@@ -133,12 +133,13 @@ pub fn open(
 }
 
 fn entry_name(spec: &SandboxSpec, host: &HostLayout, host_root: &Path) -> String {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(LAYOUT_VERSION.as_bytes());
-    hasher.update(&host.etc_fingerprint);
-    let field = |hasher: &mut blake3::Hasher, bytes: &[u8]| {
-        hasher.update(&(bytes.len() as u64).to_le_bytes());
-        hasher.update(bytes);
+    // Gathered, then hashed at once: ~800 small updates of a hasher cost ~30 µs of every start.
+    let mut input = Vec::with_capacity(16 << 10);
+    input.extend_from_slice(LAYOUT_VERSION.as_bytes());
+    input.extend_from_slice(&host.etc_fingerprint);
+    let field = |input: &mut Vec<u8>, bytes: &[u8]| {
+        input.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        input.extend_from_slice(bytes);
     };
     let path = |p: &Path| p.as_os_str().as_encoded_bytes().to_vec();
     for op in skeleton(spec, host, host_root, Path::new("/")) {
@@ -166,10 +167,10 @@ fn entry_name(spec: &SandboxSpec, host: &HostLayout, host_root: &Path) -> String
             MountOp::Symlink { link, target } => (b"link", vec![path(&link), path(&target)]),
             other => (b"other", vec![format!("{other:?}").into_bytes()]),
         };
-        field(&mut hasher, tag);
-        fields.iter().for_each(|f| field(&mut hasher, f));
+        field(&mut input, tag);
+        fields.iter().for_each(|f| field(&mut input, f));
     }
-    hasher.finalize().to_hex()[..32].to_owned()
+    blake3::hash(&input).to_hex()[..32].to_owned()
 }
 
 /// Build the entry in a locked temporary directory and rename it into place.
