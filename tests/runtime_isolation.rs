@@ -38,6 +38,33 @@ fn rootless_run_drops_every_capability_and_sets_nnp_and_seccomp() {
     hardened_status(As::User);
 }
 
+#[test]
+fn signals_the_caller_left_ignored_are_default_again_inside() {
+    use std::os::unix::process::CommandExt;
+    // As `nohup` leaves SIGHUP, and a shell SIGINT and SIGQUIT for a background job; 34 is a
+    // real-time signal, which glibc's own `sigaction` would refuse to reset.
+    let scratch = Scratch::new(As::Root);
+    let mut cmd = nucleus(As::Root, scratch.path());
+    cmd.arg("run").arg(scratch.subdir("ctx")).args([
+        "--",
+        "/bin/sh",
+        "-c",
+        "cat /proc/self/status",
+    ]);
+    // SAFETY: the closure runs in the forked child before exec and only calls signal(2).
+    unsafe {
+        cmd.pre_exec(|| {
+            for sig in [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, 34] {
+                libc::signal(sig, libc::SIG_IGN);
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("running nucleus");
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(status_field(&stdout_of(&out), "SigIgn"), "0000000000000000");
+}
+
 fn workload_descriptors(who: As) {
     let scratch = Scratch::new(who);
     // The shell's own table, as the workload received it: `find` is its child and lists it. No

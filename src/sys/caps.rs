@@ -18,36 +18,21 @@ struct CapData {
     inheritable: u32,
 }
 
-/// Highest capability number of the running kernel: the largest `PR_CAPBSET_READ` accepts, by
-/// binary search (6 calls; reading `/proc/sys/kernel/cap_last_cap` costs an open, reads and a
-/// close on PID 1's way to the workload).
-pub fn last_cap() -> u32 {
-    // SAFETY: PR_CAPBSET_READ takes an integer capability number and only reads.
-    let known = |cap: u32| unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0, 0, 0) } >= 0;
-    // Capability 0 (CAP_CHOWN) always exists; the answer stays in lo..=hi.
-    let (mut lo, mut hi) = (0u32, 63u32);
-    while lo < hi {
-        let mid = lo + (hi - lo).div_ceil(2);
-        if known(mid) {
-            lo = mid;
-        } else {
-            hi = mid - 1;
-        }
-    }
-    lo
-}
-
-/// Empty the bounding set, 0 to `last_cap()`; returns that last capability. What the bounding set
-/// lacks, no `execve` of this process or its children can ever grant.
+/// Empty the bounding set; returns the last capability number the kernel knows, the first one
+/// `PR_CAPBSET_DROP` refuses being past it. What the bounding set lacks, no `execve` of this process
+/// or its children can ever grant.
 pub fn empty_bounding_set() -> io::Result<u32> {
-    let last = last_cap();
-    for cap in 0..=last {
+    for cap in 0..64u32 {
         // SAFETY: PR_CAPBSET_DROP takes an integer capability number.
         if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } != 0 {
-            return Err(io::Error::last_os_error());
+            let err = io::Error::last_os_error();
+            return match (err.raw_os_error(), cap.checked_sub(1)) {
+                (Some(libc::EINVAL), Some(last)) => Ok(last),
+                _ => Err(err),
+            };
         }
     }
-    Ok(last)
+    Err(io::Error::other("the kernel knows 64 capabilities or more"))
 }
 
 /// Empty the ambient set, and the effective, permitted and inheritable sets.
@@ -91,12 +76,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_last_capability_is_the_kernels() {
-        let listed: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+    fn the_bounding_set_is_emptied_up_to_the_kernels_last_capability() {
+        let listed: i32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
             .expect("cap_last_cap")
             .trim()
             .parse()
             .expect("a number");
-        assert_eq!(last_cap(), listed);
+        // In a child: the bounding set is the calling thread's, and it is dropped for good. The child
+        // only makes syscalls (this test process has threads), and reports in its exit code.
+        // SAFETY: fork in the test; the child calls prctl and _exit only.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let code = match empty_bounding_set() {
+                // SAFETY: PR_CAPBSET_READ takes an integer capability number and only reads.
+                Ok(last) if (0..=last).all(|c| unsafe { libc::prctl(libc::PR_CAPBSET_READ, c as libc::c_ulong, 0, 0, 0) } == 0) => last as i32,
+                _ => 255,
+            };
+            // SAFETY: ends the child at once.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child forked above.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status));
+        assert_eq!(
+            libc::WEXITSTATUS(status),
+            listed,
+            "last capability, every one dropped"
+        );
     }
 }
