@@ -77,10 +77,8 @@ impl Sandbox {
 /// Why the sandbox could not be started.
 #[derive(Debug)]
 pub enum LaunchError {
-    /// The supervisor already runs threads, so it may not clone (DESIGN §2).
-    Threaded(usize),
-    /// Counting the supervisor's threads (/proc/self/task) failed.
-    ThreadCount(io::Error),
+    /// The supervisor has started a thread, so it may not clone (DESIGN §2).
+    Threaded,
     /// Creating the message channel or the stdio pipes failed.
     Channel(io::Error),
     /// clone(2) into the new namespaces failed.
@@ -98,13 +96,8 @@ pub enum LaunchError {
 impl fmt::Display for LaunchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            LaunchError::Threaded(n) => write!(
-                f,
-                "the supervisor has {n} threads; the sandbox must be started before any thread (a bug in nucleus)"
-            ),
-            LaunchError::ThreadCount(e) => write!(
-                f,
-                "counting nucleus's threads in /proc/self/task: {e}\n  hint: nucleus needs /proc mounted"
+            LaunchError::Threaded => f.write_str(
+                "the supervisor has started a thread; the sandbox must be started before any thread (a bug in nucleus)",
             ),
             LaunchError::Channel(e) => write!(f, "creating the supervisor channel: {e}"),
             LaunchError::Namespaces(e) => write!(
@@ -147,9 +140,8 @@ pub fn launch(
     streams: [Stream; 3],
     place: impl FnOnce(u32) -> io::Result<()>,
 ) -> Result<Sandbox, LaunchError> {
-    let threads = process::thread_count().map_err(LaunchError::ThreadCount)?;
-    if threads != 1 {
-        return Err(LaunchError::Threaded(threads));
+    if !process::never_threaded() {
+        return Err(LaunchError::Threaded);
     }
     let (ours, theirs) = ipc::channel().map_err(LaunchError::Channel)?;
     let wiring = StdioWiring::open(streams).map_err(LaunchError::Channel)?;

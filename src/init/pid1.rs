@@ -273,10 +273,16 @@ fn report_exit(ipc: BorrowedFd<'_>, code: Option<i32>, signal: Option<i32>) -> i
     code.unwrap_or_else(|| 128 + signal.unwrap_or(0))
 }
 
-/// SIGKILL every process the workload left behind and reap them all. In a pid namespace, pid -1 is
-/// every process in it but PID 1; orphans become our children, so waiting until ECHILD reaps all.
-/// A process cannot escape by forking meanwhile: fork fails while a SIGKILL is pending.
+/// SIGKILL every process the workload left behind and reap them all. Every process of the sandbox
+/// descends from PID 1 (orphans are re-parented to it): with no child left there is nothing to
+/// kill, and `kill(-1)`, which looks at every process on the host, is skipped. (Only a host admin's
+/// `nsenter` puts a process with a parent outside in here.) Otherwise, in a pid namespace, pid -1
+/// is every process in it but PID 1, and waiting until ECHILD reaps all. A process cannot escape
+/// by forking meanwhile: fork fails while a SIGKILL is pending.
 fn end_every_other_process() {
+    if waitpid(None, Some(WaitPidFlag::WNOHANG)) == Err(nix::errno::Errno::ECHILD) {
+        return;
+    }
     let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
     while let Ok(_) | Err(nix::errno::Errno::EINTR) = waitpid(None, None) {}
 }

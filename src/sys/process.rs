@@ -10,7 +10,7 @@ use std::process::{Child, Command};
 /// `clone(2)` into new namespaces, fork-like (no shared memory, the child continues on a copy of
 /// the caller's stack). `flags` holds `CLONE_NEW*` bits only. Returns 0 in the child, its pid in the parent.
 ///
-/// Only call this while the process is single-threaded (see `thread_count`): the child may then run
+/// Only call this while the process is single-threaded (see `never_threaded`): the child may then run
 /// any code, allocation included, because no other thread held a lock at the moment of the copy.
 pub fn clone_into_namespaces(flags: libc::c_int) -> io::Result<libc::pid_t> {
     debug_assert_eq!(flags & libc::CLONE_VM, 0);
@@ -32,9 +32,16 @@ pub fn clone_into_namespaces(flags: libc::c_int) -> io::Result<libc::pid_t> {
     Ok(pid as libc::pid_t)
 }
 
-/// How many threads this process has now.
-pub fn thread_count() -> io::Result<usize> {
-    Ok(std::fs::read_dir("/proc/self/task")?.count())
+/// Whether this process has never started a second thread: glibc's `__libc_single_threaded`,
+/// which its first `pthread_create` clears for good. A read of memory; counting the entries of
+/// `/proc/self/task` took six syscalls and an allocation on the way to PID 1's clone.
+pub fn never_threaded() -> bool {
+    unsafe extern "C" {
+        static __libc_single_threaded: libc::c_char;
+    }
+    // SAFETY: glibc (2.32 and later) defines the variable; it is only written by this process's
+    // own thread creation, which a single-threaded caller cannot be racing.
+    unsafe { __libc_single_threaded != 0 }
 }
 
 /// `dup2(fd, target)`, leaving `fd` open.
@@ -306,6 +313,12 @@ pub fn spawn_detached(mut cmd: Command) -> io::Result<Child> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_process_that_started_a_thread_is_threaded_for_good() {
+        // The test harness runs each test on a thread of its own.
+        assert!(!never_threaded());
+    }
 
     #[test]
     fn the_ignored_mask_is_read_from_a_status_text() {
