@@ -13,8 +13,8 @@ use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use crate::init::rootfs::HostLayout;
 use crate::init::rootfs::root_cache::{self, RootCache};
+use crate::init::rootfs::{HostLayout, RootPlan};
 use crate::ipc::{self, SetupFailure, ToInit};
 use crate::spec::{IdMap, NetworkMode, SandboxSpec};
 use crate::sys::process;
@@ -152,6 +152,7 @@ pub fn launch(
     let root_cache = root_cache::default_root()
         .and_then(|root| root_cache::open(&root, spec, &host, Path::new("/")).ok());
     host.root_cache = root_cache.as_ref().map(|cache| cache.dir.clone());
+    let root = RootPlan::new(spec, &host);
 
     // The cgroup namespace comes later, from PID 1, once it sits in its cgroup; the network namespace
     // from a helper, in parallel (`create_network`).
@@ -163,7 +164,7 @@ pub fn launch(
     let pid = process::clone_into_namespaces(flags).map_err(LaunchError::Namespaces)?;
     if pid == 0 {
         drop(ours);
-        crate::init::start(spec, &host, theirs, wiring.child);
+        crate::init::start(spec, &host, &root, theirs, wiring.child);
     }
     drop(theirs);
     let sandbox = Sandbox {

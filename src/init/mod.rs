@@ -20,7 +20,7 @@ use serde_json::json;
 
 pub use error::{SetupError, Step};
 use error::{StepContext, StepResult};
-use rootfs::HostLayout;
+use rootfs::{HostLayout, RootPlan};
 
 use crate::ipc::{self, AuditRecord, FromInit, ToInit};
 use crate::spec::{NetworkMode, SandboxSpec};
@@ -28,11 +28,12 @@ use crate::sys::process;
 
 /// Entry point of PID 1, in the child of `launcher::launch`'s clone: never returns.
 ///
-/// `host` is what the supervisor found on the host (and in the root cache) just before the clone.
-/// `stdio` holds the descriptors to install as stdin, stdout and stderr (None keeps the inherited one).
+/// `host` is what the supervisor found on the host (and in the root cache) just before the clone,
+/// `root` the plan it made for the root from that. `stdio` holds the descriptors to install as stdin, stdout and stderr (None keeps the inherited one).
 pub fn start(
     spec: &SandboxSpec,
     host: &HostLayout,
+    root: &RootPlan,
     ipc: OwnedFd,
     stdio: [Option<OwnedFd>; 3],
 ) -> ! {
@@ -40,7 +41,7 @@ pub fn start(
     // destructors would act on the supervisor's files and cgroups.
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let ran = enter(spec, ipc.as_fd(), stdio)
-            .and_then(|last_cap| pid1::run(spec, host, last_cap, ipc.as_fd()));
+            .and_then(|last_cap| pid1::run(spec, host, root, last_cap, ipc.as_fd()));
         match ran {
             Ok(code) => code,
             Err(err) => {

@@ -3,7 +3,6 @@
 
 use std::fs;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
@@ -14,7 +13,7 @@ use nix::unistd::{Pid, chdir, pivot_root, sethostname};
 use serde_json::json;
 
 use super::error::{SetupError, Step, StepContext, StepResult};
-use super::rootfs::{self, HostLayout, root_cache};
+use super::rootfs::{self, HostLayout, RootPlan};
 use super::{audit, workload};
 use crate::ipc::{self, FromInit, ToInit};
 use crate::spec::{NetworkMode, SandboxSpec};
@@ -25,13 +24,14 @@ use crate::sys;
 pub fn run(
     spec: &SandboxSpec,
     host: &HostLayout,
+    root: &RootPlan,
     last_cap: u32,
     ipc: BorrowedFd<'_>,
 ) -> StepResult<i32> {
     // Why: a non-dumpable PID 1 cannot be ptraced, and its /proc entries (fds!) are root-only.
     sys::process::set_non_dumpable().step(Step::DieWithParent, "prctl(PR_SET_DUMPABLE)")?;
 
-    let context_upper = build_root(spec, host)?;
+    let context_upper = build_root(spec, host, root)?;
     sethostname(&spec.hostname).step(Step::Hostname, "sethostname")?;
     if spec.network == NetworkMode::None {
         enter_network(ipc)?;
@@ -105,34 +105,28 @@ fn enter_network(ipc: BorrowedFd<'_>) -> StepResult<()> {
     nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET).step(Step::Network, "setns(net)")
 }
 
-/// Assemble the new root, then pivot into it and detach the host. Returns the context overlay's
-/// upper directory, if there is one.
-fn build_root(spec: &SandboxSpec, host: &HostLayout) -> StepResult<Option<OwnedFd>> {
+/// Assemble the new root as `root` plans it, then pivot into it and detach the host. Returns the
+/// context overlay's upper directory, if there is one.
+fn build_root(
+    spec: &SandboxSpec,
+    host: &HostLayout,
+    root: &RootPlan,
+) -> StepResult<Option<OwnedFd>> {
     let none: Option<&str> = None;
     // Why: nothing we mount may propagate back to the host's mount namespace.
     mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
         .step(Step::PrivateMounts, "mount --make-rprivate /")?;
+    // Without a cache entry the new root is a tmpfs, assembled on a staging tmpfs over /tmp with the
+    // host moved to /oldroot, so that host paths (even ones under /tmp) stay reachable and nothing
+    // is created on the host. With one, host paths stay as they are (`RootPlan::new`).
+    if host.root_cache.is_none() {
+        stage()?;
+    }
 
-    // With a cache entry, its root (bound onto itself by the plan's first step) is the new root and
-    // its scratch directory is in the host's tree: host paths stay as they are. Without one, the
-    // new root is a tmpfs, assembled on a staging tmpfs over /tmp with the host moved to /oldroot,
-    // so that host paths (even ones under /tmp) stay reachable and nothing is created on the host.
-    let (oldroot, newroot, scratch) = match &host.root_cache {
-        Some(entry) => (
-            PathBuf::from("/"),
-            entry.join(root_cache::ROOT),
-            entry.join(root_cache::SCRATCH),
-        ),
-        None => {
-            stage()?;
-            ("/oldroot".into(), "/newroot".into(), "/scratch".into())
-        }
-    };
-
-    let ops = rootfs::plan(spec, host, &oldroot, &newroot);
+    let ops = &root.ops;
     // Why umask 0: the plan's modes are then applied as the files are created, with no chmod each.
     let inherited_umask = umask(Mode::empty());
-    for op in &ops {
+    for op in ops {
         // Described only on failure: formatting file contents for every step would cost milliseconds.
         rootfs::execute(op).map_err(|e| SetupError::os(Step::MountPlan, op, e))?;
     }
@@ -144,12 +138,12 @@ fn build_root(spec: &SandboxSpec, host: &HostLayout) -> StepResult<Option<OwnedF
         "tmp_size_bytes": spec.tmp_size_bytes, "proc_masked": rootfs::PROC_MASKED_FILES, "proc_read_only": rootfs::PROC_READ_ONLY}),
     );
 
-    let context_upper = mount_context(spec, &oldroot, &scratch, &newroot)?;
+    let context_upper = mount_context(spec, root)?;
 
     // Why chdir first: pivot_root(".", ".") stacks the old root on top of the new one; detaching "."
     // then removes every host mount from view (the scratch tmpfs among them) without needing a
     // put_old directory.
-    chdir(&newroot).step(Step::PivotRoot, "chdir to the new root")?;
+    chdir(&root.newroot).step(Step::PivotRoot, "chdir to the new root")?;
     pivot_root(".", ".").step(Step::PivotRoot, "pivot_root")?;
     umount2(".", MntFlags::MNT_DETACH).step(Step::PivotRoot, "umount2(old root)")?;
     chdir("/").step(Step::PivotRoot, "chdir /")?;
@@ -185,22 +179,21 @@ fn stage() -> StepResult<()> {
     chdir("/").step(Step::StagingRoot, "chdir /")
 }
 
-/// Present the context at `newroot`/context (see `crate::context`), the host at `oldroot`, its
-/// layers on a tmpfs at `scratch`; returns the overlay's upper directory, if there is one.
-fn mount_context(
-    spec: &SandboxSpec,
-    oldroot: &Path,
-    scratch: &Path,
-    newroot: &Path,
-) -> StepResult<Option<OwnedFd>> {
-    let host_dir = oldroot.join(
+/// Present the context at the new root's /context (see `crate::context`), its layers on a tmpfs at
+/// the plan's scratch; returns the overlay's upper directory, if there is one.
+fn mount_context(spec: &SandboxSpec, root: &RootPlan) -> StepResult<Option<OwnedFd>> {
+    let host_dir = root.oldroot.join(
         spec.context_dir
             .strip_prefix("/")
             .unwrap_or(&spec.context_dir),
     );
-    let prepared =
-        crate::context::prepare(&spec.context, &host_dir, scratch, &newroot.join("context"))
-            .map_err(|e| SetupError::other(Step::Context, e.to_string()))?;
+    let prepared = crate::context::prepare(
+        &spec.context,
+        &host_dir,
+        &root.scratch,
+        &root.newroot.join("context"),
+    )
+    .map_err(|e| SetupError::other(Step::Context, e.to_string()))?;
     audit("context", prepared.audit);
     Ok(prepared.upper)
 }

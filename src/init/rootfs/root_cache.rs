@@ -3,10 +3,10 @@
 //! among them; docs/BENCHMARKS.md). An entry holds `rootfs::skeleton`, created once, in `ROOT`,
 //! and an empty `SCRATCH` directory beside it (see there).
 //!
-//! An entry is named by a hash of everything its contents come from: the skeleton's operations
-//! (paths, modes, link targets, the synthesized files' contents), the allowlisted host `/etc`
-//! entries' metadata (device, inode, size, modification and change times, or a symlink's target)
-//! and a layout version. A changed host file therefore names a new entry; an entry is never changed
+//! An entry is named by a hash of everything its contents come from (`entry_name`): the nucleus
+//! executable, the allowlisted host `/etc` entries' metadata (device, inode, size, modification and
+//! change times, or a symlink's target), the parts of the spec the skeleton holds, and a layout
+//! version. A changed host file therefore names a new entry; an entry is never changed
 //! once built. Entries are built in a temporary directory and renamed into place, so a reader sees
 //! a whole entry or none. Nothing in an entry is writable by others: mount points are 0755, whatever
 //! mode the mount over them has.
@@ -27,10 +27,10 @@ use nix::fcntl::{Flock, FlockArg};
 
 use super::execute::open_regular;
 use super::{HostEntry, HostLayout, MountOp, execute, skeleton};
-use crate::spec::SandboxSpec;
+use crate::spec::{NetworkMode, SandboxSpec};
 
 /// Bump when what an entry holds changes shape.
-const LAYOUT_VERSION: &str = "root-cache-2";
+const LAYOUT_VERSION: &str = "root-cache-3";
 
 /// In an entry: the skeleton, which PID 1 binds onto itself as the new root.
 pub const ROOT: &str = "root";
@@ -103,7 +103,7 @@ pub fn open(
             root.display()
         )));
     }
-    let name = entry_name(spec, host, host_root);
+    let name = entry_name(spec, host)?;
     let dir = root.join(&name);
     for _ in 0..3 {
         match File::open(&dir) {
@@ -132,45 +132,40 @@ pub fn open(
     Err(io::Error::other("the entry kept disappearing"))
 }
 
-fn entry_name(spec: &SandboxSpec, host: &HostLayout, host_root: &Path) -> String {
-    // Gathered, then hashed at once: ~800 small updates of a hasher cost ~30 µs of every start.
-    let mut input = Vec::with_capacity(16 << 10);
-    input.extend_from_slice(LAYOUT_VERSION.as_bytes());
-    input.extend_from_slice(&host.etc_fingerprint);
-    let field = |input: &mut Vec<u8>, bytes: &[u8]| {
+/// An entry's name: a hash of everything `skeleton` makes it from, taken from its inputs (computing
+/// the skeleton itself cost every start ~50 µs): the executable, by identity (its code and its
+/// assets); the host's system directories and allowlisted `/etc` entries (`fingerprint`); and what
+/// of the spec goes into the skeleton: the hostname, the network (and with it `resolv.conf`) and
+/// the read-only binds' mount points.
+fn entry_name(spec: &SandboxSpec, host: &HostLayout) -> io::Result<String> {
+    let mut input = Vec::with_capacity(4 << 10);
+    let mut field = |bytes: &[u8]| {
         input.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
         input.extend_from_slice(bytes);
     };
-    let path = |p: &Path| p.as_os_str().as_encoded_bytes().to_vec();
-    for op in skeleton(spec, host, host_root, Path::new("/")) {
-        let (tag, fields): (&[u8], Vec<Vec<u8>>) = match op {
-            MountOp::Dir { path: p, mode } => (b"dir", vec![path(&p), mode.to_le_bytes().into()]),
-            MountOp::File {
-                path: p,
-                contents,
-                mode,
-            } => (b"file", vec![path(&p), contents, mode.to_le_bytes().into()]),
-            MountOp::CopyFile {
-                source,
-                target,
-                len,
-                mode,
-            } => (
-                b"copy",
-                vec![
-                    path(&source),
-                    path(&target),
-                    len.to_le_bytes().into(),
-                    mode.to_le_bytes().into(),
-                ],
-            ),
-            MountOp::Symlink { link, target } => (b"link", vec![path(&link), path(&target)]),
-            other => (b"other", vec![format!("{other:?}").into_bytes()]),
-        };
-        field(&mut input, tag);
-        fields.iter().for_each(|f| field(&mut input, f));
+    field(LAYOUT_VERSION.as_bytes());
+    let mut exe = blake3::Hasher::new();
+    crate::cache::hash_identity(&mut exe, &fs::metadata("/proc/self/exe")?);
+    field(exe.finalize().as_bytes());
+    field(&host.etc_fingerprint);
+    for (name, entry) in &host.system {
+        field(name.as_bytes());
+        match entry {
+            HostEntry::Symlink(target) => field(target.as_os_str().as_encoded_bytes()),
+            _ => field(b"dir"),
+        }
     }
-    blake3::hash(&input).to_hex()[..32].to_owned()
+    field(spec.hostname.as_bytes());
+    field(match spec.network {
+        NetworkMode::None => b"none",
+        NetworkMode::Host => b"host",
+    });
+    field(&host.resolv_conf);
+    for bind in &spec.ro_binds {
+        field(bind.inside.as_os_str().as_encoded_bytes());
+        field(&[u8::from(bind.is_dir)]);
+    }
+    Ok(blake3::hash(&input).to_hex()[..32].to_owned())
 }
 
 /// Build the entry in a locked temporary directory and rename it into place.

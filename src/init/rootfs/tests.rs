@@ -368,6 +368,47 @@ mod root_cache_entries {
     }
 
     #[test]
+    fn what_the_skeleton_is_made_of_names_the_entry() {
+        let (host_root, cache) = (fake_host(), tempfile::tempdir().expect("tempdir"));
+        let root = cache.path().join("root");
+        let entry = |spec: &SandboxSpec| {
+            let host = HostLayout::probe(host_root.path(), spec.network);
+            root_cache::open(&root, spec, &host, host_root.path())
+                .expect("open")
+                .dir
+        };
+        let base = spec(NetworkMode::None);
+        let first = entry(&base);
+        assert_eq!(entry(&base), first, "the same inputs, the same entry");
+        let mut renamed = base.clone();
+        renamed.hostname = "other".into();
+        let mut networked = base.clone();
+        networked.network = NetworkMode::Host;
+        let mut bound = base.clone();
+        bound.ro_binds.push(RoBind {
+            host: "/opt/tool".into(),
+            inside: "/opt/tool".into(),
+            is_dir: true,
+        });
+        let read = |dir: &Path, path: &str| fs::read(dir.join(root_cache::ROOT).join(path));
+        let other = entry(&renamed);
+        assert_ne!(other, first, "hostname");
+        assert_eq!(read(&other, "etc/hostname").expect("hostname"), b"other\n");
+        let other = entry(&networked);
+        assert_ne!(other, first, "network");
+        assert_ne!(
+            read(&other, "etc/resolv.conf").ok(),
+            read(&first, "etc/resolv.conf").ok()
+        );
+        let other = entry(&bound);
+        assert_ne!(other, first, "a read-only bind");
+        assert!(
+            other.join(root_cache::ROOT).join("opt/tool").is_dir(),
+            "its mount point"
+        );
+    }
+
+    #[test]
     fn a_cache_directory_the_overlay_options_cannot_name_is_not_used() {
         // The context overlay's layers live in an entry's scratch directory.
         let (host_root, cache) = (fake_host(), tempfile::tempdir().expect("tempdir"));
