@@ -207,7 +207,48 @@ pub fn close_stdio() -> io::Result<()> {
 /// done: no lock can be held, and what the child allocates or takes out of `child` (its captures)
 /// is simply gone from our side, never dropped twice. The child must end in `execve` or `_exit`.
 pub fn spawn_sharing_memory<F: FnOnce()>(child: F) -> io::Result<libc::pid_t> {
+    let top = child_stack_top()?;
+    extern "C" fn trampoline<F: FnOnce()>(slot: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `slot` points at the parent's `Option<F>`, alive because the parent sleeps until
+        // we exec or exit; we take the closure out exactly once.
+        let child = unsafe { (*slot.cast::<Option<F>>()).take() };
+        if let Some(child) = child {
+            child();
+        }
+        // `child` should have ended in execve or _exit; never return (to nowhere).
+        exit_now(127)
+    }
+
+    let mut slot = Some(child);
+    let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_FILES | libc::SIGCHLD;
+    // SAFETY: `top` is the 16-byte aligned top of a stack no one else uses (`child_stack_top`); the
+    // trampoline only runs `child`, which ends in execve or _exit, and we sleep until it does.
+    let pid = unsafe {
+        libc::clone(
+            trampoline::<F>,
+            top,
+            flags,
+            (&mut slot as *mut Option<F>).cast(),
+        )
+    };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(pid)
+}
+
+/// The top of the stack `spawn_sharing_memory`'s children run on: 1 MiB with a guard page below,
+/// mapped at the first spawn and kept for the next ones. Why kept: a child is done with it once
+/// `spawn_sharing_memory` returns, and unmapping it cost a TLB shootdown across CPUs (10–30 µs on
+/// these VMs) at every spawn.
+fn child_stack_top() -> io::Result<*mut libc::c_void> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     const STACK: usize = 1 << 20;
+    static TOP: AtomicUsize = AtomicUsize::new(0);
+    let top = TOP.load(Ordering::Relaxed);
+    if top != 0 {
+        return Ok(top as *mut libc::c_void);
+    }
     let guard = page_size();
     // SAFETY: a fresh private anonymous mapping; nothing else refers to it.
     let base = unsafe {
@@ -223,48 +264,17 @@ pub fn spawn_sharing_memory<F: FnOnce()>(child: F) -> io::Result<libc::pid_t> {
     if base == libc::MAP_FAILED {
         return Err(io::Error::last_os_error());
     }
-    let unmap = || {
-        // SAFETY: unmaps exactly the mapping made above, which the child no longer uses: it has
-        // exec'd (its memory is its own) or exited, or it was never created.
-        unsafe { libc::munmap(base, STACK + guard) };
-    };
     // SAFETY: the lowest page of our own mapping becomes the guard against stack overflow.
     if unsafe { libc::mprotect(base, guard, libc::PROT_NONE) } != 0 {
         let err = io::Error::last_os_error();
-        unmap();
+        // SAFETY: unmaps exactly the mapping made above, which nothing uses.
+        unsafe { libc::munmap(base, STACK + guard) };
         return Err(err);
     }
-
-    extern "C" fn trampoline<F: FnOnce()>(slot: *mut libc::c_void) -> libc::c_int {
-        // SAFETY: `slot` points at the parent's `Option<F>`, alive because the parent sleeps until
-        // we exec or exit; we take the closure out exactly once.
-        let child = unsafe { (*slot.cast::<Option<F>>()).take() };
-        if let Some(child) = child {
-            child();
-        }
-        // `child` should have ended in execve or _exit; never return onto a stack that is unmapped.
-        exit_now(127)
-    }
-
-    let mut slot = Some(child);
-    let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_FILES | libc::SIGCHLD;
-    // SAFETY: the stack top is the end of our mapping (16-byte aligned: mmap is page-aligned); the
-    // trampoline only runs `child`, which ends in execve or _exit, and we sleep until it does.
-    let pid = unsafe {
-        libc::clone(
-            trampoline::<F>,
-            base.cast::<u8>().add(STACK + guard).cast(),
-            flags,
-            (&mut slot as *mut Option<F>).cast(),
-        )
-    };
-    let result = if pid < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(pid)
-    };
-    unmap();
-    result
+    // The top of the mapping: page-aligned, hence 16-byte aligned.
+    let top = base as usize + STACK + guard;
+    TOP.store(top, Ordering::Relaxed);
+    Ok(top as *mut libc::c_void)
 }
 
 fn page_size() -> usize {
