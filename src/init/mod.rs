@@ -100,7 +100,7 @@ fn enter(spec: &SandboxSpec, ipc: BorrowedFd<'_>, stdio: [Option<OwnedFd>; 3]) -
     // ignores SIGPIPE), and as the namespace's init PID 1 is immune to those left at their default.
     let last_cap =
         crate::sys::caps::empty_bounding_set().step(Step::SpawnWorkload, "PR_CAPBSET_DROP")?;
-    process::reset_ignored_signals();
+    process::reset_signal_dispositions();
     match ipc::recv::<ToInit>(ipc).step(Step::IdMaps, "waiting for id maps")? {
         Some((ToInit::IdsMapped, _)) => {}
         _ => {

@@ -1,7 +1,6 @@
 //! Process-level primitives for the launcher, PID 1 and the workload.
 
 use std::ffi::CString;
-use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::process::CommandExt;
@@ -62,12 +61,12 @@ pub fn new_session() -> io::Result<()> {
     Ok(())
 }
 
-/// Reset to its default action every signal this process ignores: ignored signals survive
-/// `execve`, handled ones do not. The Rust runtime ignores SIGPIPE, and a parent may leave any
-/// signal ignored, glibc's internal real-time ones (32, 33) included, which its `sigaction` refuses
-/// to touch; hence the raw syscall. Which ones are ignored comes from `/proc/self/status`: three
-/// syscalls instead of 62 resets (each costs ~1 µs on these VMs). Without it, every signal is reset.
-pub fn reset_ignored_signals() {
+/// Reset every catchable signal, 1 to 64, to its default action. Ignored signals survive `execve`:
+/// the Rust runtime ignores SIGPIPE, and a parent may leave any signal ignored, glibc's internal
+/// real-time ones (32, 33) included, which its `sigaction` refuses to touch; hence the raw syscall.
+/// (Reading which ones are ignored from `/proc/self/status` first took longer, in PID 1, than the
+/// 62 calls.)
+pub fn reset_signal_dispositions() {
     /// The kernel's `struct sigaction` on x86_64 and aarch64.
     #[repr(C)]
     struct KernelSigaction {
@@ -82,9 +81,8 @@ pub fn reset_ignored_signals() {
         restorer: 0,
         mask: 0,
     };
-    let ignored = ignored_signals().unwrap_or(u64::MAX);
     for sig in 1..=64 {
-        if ignored & (1 << (sig - 1)) == 0 || sig == libc::SIGKILL || sig == libc::SIGSTOP {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
         // SAFETY: rt_sigaction reads one struct of the kernel's layout (sigset size 8) and writes
@@ -99,20 +97,6 @@ pub fn reset_ignored_signals() {
             )
         };
     }
-}
-
-/// The `SigIgn` mask of this process: bit n-1 for signal n.
-fn ignored_signals() -> Option<u64> {
-    let mut status = [0u8; 4096];
-    let read = io::Read::read(&mut File::open("/proc/self/status").ok()?, &mut status).ok()?;
-    parse_ignored(&status[..read])
-}
-
-/// The `SigIgn:` line of a `/proc/PID/status` text.
-fn parse_ignored(status: &[u8]) -> Option<u64> {
-    let text = std::str::from_utf8(status).ok()?;
-    let line = text.lines().find_map(|l| l.strip_prefix("SigIgn:"))?;
-    u64::from_str_radix(line.trim(), 16).ok()
 }
 
 /// Ask for SIGKILL when the parent dies, then make sure it has not died already: `channel` is a
@@ -328,14 +312,5 @@ mod tests {
     fn a_process_that_started_a_thread_is_threaded_for_good() {
         // The test harness runs each test on a thread of its own.
         assert!(!never_threaded());
-    }
-
-    #[test]
-    fn the_ignored_mask_is_read_from_a_status_text() {
-        let status = b"Name:\tsh\nSigPnd:\t0000000000000000\nSigBlk:\t0000000000010000\nSigIgn:\t0000000000001001\nSigCgt:\t0000000000000002\n";
-        assert_eq!(parse_ignored(status), Some(0x1001));
-        assert_eq!(parse_ignored(b"Name:\tsh\n"), None);
-        // Ours: the Rust runtime ignores SIGPIPE (13).
-        assert_ne!(ignored_signals().expect("readable") & (1 << 12), 0);
     }
 }
