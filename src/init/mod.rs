@@ -40,8 +40,8 @@ pub fn start(
     // A panic must not unwind into the supervisor's frames, which this process copied: their
     // destructors would act on the supervisor's files and cgroups.
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let ran = enter(spec, ipc.as_fd(), stdio)
-            .and_then(|last_cap| pid1::run(spec, host, root, last_cap, ipc.as_fd()));
+        let ran =
+            enter(spec, ipc.as_fd(), stdio).and_then(|()| pid1::run(spec, host, root, ipc.as_fd()));
         match ran {
             Ok(code) => code,
             Err(err) => {
@@ -87,20 +87,12 @@ pub(crate) fn send_audits(ipc: BorrowedFd<'_>) {
     }
 }
 
-/// PID 1's first steps: tie its life to the supervisor, clear what the workload inherits, wait for
-/// the id maps, take its stdio, become container root and enter a cgroup namespace. Returns the
-/// last capability number, up to which the bounding set is empty.
-fn enter(spec: &SandboxSpec, ipc: BorrowedFd<'_>, stdio: [Option<OwnedFd>; 3]) -> StepResult<u32> {
+/// PID 1's first steps: tie its life to the supervisor, wait for the id maps, take its stdio, become
+/// container root and enter a cgroup namespace.
+fn enter(spec: &SandboxSpec, ipc: BorrowedFd<'_>, stdio: [Option<OwnedFd>; 3]) -> StepResult<()> {
     // Why first: if the supervisor is gone (now, or at any later point), nobody would ever reap or
     // stop this sandbox.
     process::die_with_parent(ipc).step(Step::DieWithParent, "PR_SET_PDEATHSIG")?;
-    // Why here: until the supervisor has written the id maps, PID 1 only waits, and the workload
-    // inherits both from it. The bounding set limits only what an `execve` grants, so our own
-    // capabilities stay; ignored signals would survive the workload's `execve` (the Rust runtime
-    // ignores SIGPIPE), and as the namespace's init PID 1 is immune to those left at their default.
-    let last_cap =
-        crate::sys::caps::empty_bounding_set().step(Step::SpawnWorkload, "PR_CAPBSET_DROP")?;
-    process::reset_signal_dispositions();
     match ipc::recv::<ToInit>(ipc).step(Step::IdMaps, "waiting for id maps")? {
         Some((ToInit::IdsMapped, _)) => {}
         _ => {
@@ -140,7 +132,7 @@ fn enter(spec: &SandboxSpec, ipc: BorrowedFd<'_>, stdio: [Option<OwnedFd>; 3]) -
         "namespaces",
         json!({"created": names, "network": spec.network}),
     );
-    Ok(last_cap)
+    Ok(())
 }
 
 /// Take uid/gid 0 of the new namespace (mapped by the supervisor to a non-root host id).

@@ -194,7 +194,7 @@ fn harden(p: &mut Prepared) -> StepResult<()> {
         sys::process::set_controlling_tty(0).step(Step::SpawnWorkload, "TIOCSCTTY")?;
     }
     // PID 1 blocks every signal to read them from a signalfd; the workload starts with none blocked.
-    // (Every disposition is at its default, and the bounding set empty, since `init::enter`.)
+    // (Every disposition is at its default, and the bounding set empty: `pid1::clear_inheritance`.)
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .step(Step::SpawnWorkload, "sigprocmask")?;
 
