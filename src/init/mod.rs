@@ -29,7 +29,8 @@ use crate::sys::process;
 /// Entry point of PID 1, in the child of `launcher::launch`'s clone: never returns.
 ///
 /// `host` is what the supervisor found on the host (and in the root cache) just before the clone,
-/// `root` the plan it made for the root from that. `stdio` holds the descriptors to install as stdin, stdout and stderr (None keeps the inherited one).
+/// `root` the plan it made for the root from that. `stdio` holds the descriptors to install as
+/// stdin, stdout and stderr (None keeps the inherited one).
 pub fn start(
     spec: &SandboxSpec,
     host: &HostLayout,

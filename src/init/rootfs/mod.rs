@@ -1,8 +1,8 @@
 //! The sandbox's root filesystem: a pure plan of mount operations and the thin executor that runs it.
 //!
 //! Paths in the plan are absolute: host paths under `oldroot`, the new root at `newroot`, which
-//! `pid1::build_root` picks (with a `root_cache` entry, the host's `/` and the entry's root bound
-//! onto itself; without one, `/oldroot` and `/newroot` in a staging tmpfs).
+//! `RootPlan::new` picks (with a `root_cache` entry, the host's `/` and the entry's root bound onto
+//! itself; without one, `/oldroot` and `/newroot` in the staging tmpfs of `pid1::build_root`).
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
