@@ -43,6 +43,27 @@ pub fn run(
         None
     };
     let last_cap = clear_inheritance()?;
+    let prepared = workload::prepare(spec, console, last_cap)?;
+
+    // Block every signal before the workload exists: they are read from a signalfd and forwarded.
+    let all = SigSet::all();
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), None)
+        .step(Step::SpawnWorkload, "sigprocmask")?;
+    let signals =
+        SignalFd::with_flags(&all, SfdFlags::SFD_CLOEXEC).step(Step::SpawnWorkload, "signalfd")?;
+
+    // The workload reports its own steps: ours go first, with the overlay's upper directory for the
+    // change report. Why not earlier: every message wakes the supervisor on the other CPU, and this
+    // process pays for the wake-up on the start's critical path.
+    super::send_audits(ipc);
+    if let Some(upper) = context_upper {
+        ipc::send(ipc, &FromInit::ContextUpper, Some(upper.as_fd()))
+            .step(Step::Context, "handing over the overlay upper dir")?;
+    }
+    // The filter is the supervisor's last message, sent once its audit log exists: no workload
+    // starts before it. Why this late: what comes above needs none of it, and the supervisor's way
+    // to it (the network helper, the audit log, whose creation can stall on the ext4 journal) may
+    // be longer than ours.
     let filter = match ipc::recv::<ToInit>(ipc).step(Step::Seccomp, "waiting for the filter")? {
         Some((ToInit::Seccomp(filter), _)) => filter,
         _ => {
@@ -52,24 +73,8 @@ pub fn run(
             ));
         }
     };
-    let prepared = workload::prepare(spec, &filter, console, last_cap)?;
-
-    // Block every signal before the workload exists: they are read from a signalfd and forwarded.
-    let all = SigSet::all();
-    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), None)
-        .step(Step::SpawnWorkload, "sigprocmask")?;
-    let signals =
-        SignalFd::with_flags(&all, SfdFlags::SFD_CLOEXEC).step(Step::SpawnWorkload, "signalfd")?;
-
     let notify = filter.notify;
-    // The workload reports its own steps: ours go first, with the overlay's upper directory for the
-    // change report. Why not earlier: every message wakes the supervisor on the other CPU, and this
-    // process pays for the wake-up on the start's critical path.
-    super::send_audits(ipc);
-    if let Some(upper) = context_upper {
-        ipc::send(ipc, &FromInit::ContextUpper, Some(upper.as_fd()))
-            .step(Step::Context, "handing over the overlay upper dir")?;
-    }
+    let prepared = prepared.with_filter(&filter);
     let (child, listener) = workload::spawn(prepared, ipc)?;
     // The workload has exec'd (or died trying): its last step was installing the filter. Its audit
     // records are in our batch (it shared our memory), sent below with our own.
@@ -95,9 +100,9 @@ pub fn run(
 /// workload's `execve` (the Rust runtime ignores SIGPIPE); as the namespace's init we are immune to
 /// those left at their default.
 ///
-/// Why now, just before the filter: the ~40 `PR_CAPBSET_DROP`s cost ~0.1 ms (each commits new
-/// credentials), and the filter comes last of what the supervisor sends, after the network helper
-/// and the audit log: what it takes to arrive, they take from no one.
+/// Why late, while the filter may still be on its way: the ~40 `PR_CAPBSET_DROP`s cost ~0.1 ms
+/// (each commits new credentials), and the filter comes last of what the supervisor sends, after
+/// the network helper and the audit log: what it takes to arrive, they take from no one.
 fn clear_inheritance() -> StepResult<u32> {
     let last_cap = sys::caps::empty_bounding_set().step(Step::SpawnWorkload, "PR_CAPBSET_DROP")?;
     sys::process::reset_signal_dispositions();

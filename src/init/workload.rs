@@ -32,10 +32,9 @@ pub struct Prepared {
     strict: bool,
 }
 
-/// Resolve the command, build the Landlock ruleset and take the compiled seccomp filter.
+/// Resolve the command and build the Landlock ruleset; the filter comes later (`with_filter`).
 pub fn prepare(
     spec: &SandboxSpec,
-    filter: &CompiledFilter,
     console: Option<OwnedFd>,
     last_cap: u32,
 ) -> StepResult<Prepared> {
@@ -73,27 +72,37 @@ pub fn prepare(
         }
     };
 
-    let notify = filter.notify;
-    let filter = filter
-        .instructions()
-        .map(|i| libc::sock_filter {
-            code: i.code,
-            jt: i.jt,
-            jf: i.jf,
-            k: i.k,
-        })
-        .collect();
     Ok(Prepared {
         path,
         argv,
         envp,
         console,
         landlock,
-        filter,
-        notify,
+        filter: Vec::new(),
+        notify: false,
         last_cap,
         strict: spec.strict,
     })
+}
+
+impl Prepared {
+    /// Take the compiled seccomp filter the workload installs last.
+    pub fn with_filter(self, filter: &CompiledFilter) -> Self {
+        let program = filter
+            .instructions()
+            .map(|i| libc::sock_filter {
+                code: i.code,
+                jt: i.jt,
+                jf: i.jf,
+                k: i.k,
+            })
+            .collect();
+        Prepared {
+            filter: program,
+            notify: filter.notify,
+            ..self
+        }
+    }
 }
 
 /// Find the command like execvp would, but report 127/126 with a clear message instead of exec'ing.
