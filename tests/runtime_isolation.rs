@@ -136,6 +136,41 @@ fn hostname_and_network_are_isolated() {
     assert_ne!(host.trim(), "nucleus");
 }
 
+/// The workload's namespaces (`/proc/self/ns/KIND` links), with `extra` options.
+fn namespaces_inside(extra: &[&str]) -> Vec<(String, String)> {
+    const KINDS: [&str; 7] = ["user", "mnt", "pid", "uts", "ipc", "cgroup", "net"];
+    let scratch = Scratch::new(As::Root);
+    let script = format!(
+        "for n in {}; do readlink /proc/self/ns/$n; done",
+        KINDS.join(" ")
+    );
+    let out = run_sh(As::Root, &scratch, extra, &script);
+    assert!(out.status.success(), "{}", describe(&out));
+    let inside: Vec<String> = stdout_of(&out).lines().map(str::to_owned).collect();
+    assert_eq!(inside.len(), KINDS.len(), "{}", describe(&out));
+    KINDS.iter().map(|k| k.to_string()).zip(inside).collect()
+}
+
+#[test]
+fn every_namespace_is_the_sandboxs_own_and_the_network_only_when_asked() {
+    let host = |kind: &str| {
+        std::fs::read_link(format!("/proc/self/ns/{kind}"))
+            .expect("host namespace")
+            .to_string_lossy()
+            .into_owned()
+    };
+    for (kind, inside) in namespaces_inside(&[]) {
+        assert_ne!(inside, host(&kind), "{kind} namespace shared with the host");
+    }
+    for (kind, inside) in namespaces_inside(&["--net", "host"]) {
+        if kind == "net" {
+            assert_eq!(inside, host(&kind), "--net host is the host's network");
+        } else {
+            assert_ne!(inside, host(&kind), "{kind} namespace shared with the host");
+        }
+    }
+}
+
 #[test]
 fn loopback_is_up_but_tcp_is_refused_without_network() {
     let scratch = Scratch::new(As::Root);
