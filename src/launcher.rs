@@ -155,12 +155,9 @@ pub fn launch(
     let root = RootPlan::new(spec, &host);
 
     // The cgroup namespace comes later, from PID 1, once it sits in its cgroup; the network namespace
-    // from a helper, in parallel (`create_network`).
-    let flags = libc::CLONE_NEWUSER
-        | libc::CLONE_NEWNS
-        | libc::CLONE_NEWPID
-        | libc::CLONE_NEWUTS
-        | libc::CLONE_NEWIPC;
+    // from a helper, in parallel (`create_network`); the IPC namespace from PID 1 too, before the
+    // workload (in this clone it cost ~40 µs of the start that nothing overlaps).
+    let flags = libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS;
     let pid = process::clone_into_namespaces(flags).map_err(LaunchError::Namespaces)?;
     if pid == 0 {
         drop(ours);

@@ -1,9 +1,9 @@
 //! The sandbox side of setup: a straight line of named steps (DESIGN §2).
 //!
-//! The supervisor clones PID 1 directly into its user, mount, pid, uts and ipc namespaces, and a helper
-//! makes its net namespace (`launcher`). PID 1 (`pid1.rs`) takes container root once the id maps are
-//! written, builds the root filesystem and starts the workload (`workload.rs`); it dies with the
-//! supervisor (PDEATHSIG).
+//! The supervisor clones PID 1 directly into its user, mount, pid and uts namespaces, and a helper
+//! makes its net namespace (`launcher`); PID 1 makes its cgroup and ipc ones. PID 1 (`pid1.rs`)
+//! takes container root once the id maps are written, builds the root filesystem and starts the
+//! workload (`workload.rs`); it dies with the supervisor (PDEATHSIG).
 
 mod error;
 mod landlock;

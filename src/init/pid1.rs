@@ -43,6 +43,10 @@ pub fn run(
         None
     };
     let last_cap = clear_inheritance()?;
+    // The workload's IPC namespace: made here, where the filter may still be on its way, rather than
+    // in PID 1's clone, where it cost the supervisor's start ~40 µs. PID 1 uses no IPC object.
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWIPC)
+        .step(Step::Namespaces, "unshare(CLONE_NEWIPC)")?;
     let prepared = workload::prepare(spec, console, last_cap)?;
 
     // Block every signal before the workload exists: they are read from a signalfd and forwarded.
