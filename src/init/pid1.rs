@@ -78,8 +78,7 @@ pub fn run(
         }
     };
     let notify = filter.notify;
-    let prepared = prepared.with_filter(&filter);
-    let (child, listener) = workload::spawn(prepared, ipc)?;
+    let (child, listener) = workload::spawn(prepared, &filter, ipc)?;
     // The workload has exec'd (or died trying): its last step was installing the filter. Its audit
     // records are in our batch (it shared our memory), sent below with our own.
     let handed_over = match listener {

@@ -26,13 +26,11 @@ pub struct Prepared {
     envp: Vec<CString>,
     console: Option<OwnedFd>,
     landlock: Option<landlock::Prepared>,
-    filter: Vec<libc::sock_filter>,
-    notify: bool,
     last_cap: u32,
     strict: bool,
 }
 
-/// Resolve the command and build the Landlock ruleset; the filter comes later (`with_filter`).
+/// Resolve the command and build the Landlock ruleset; the filter comes with `spawn`.
 pub fn prepare(
     spec: &SandboxSpec,
     console: Option<OwnedFd>,
@@ -78,31 +76,9 @@ pub fn prepare(
         envp,
         console,
         landlock,
-        filter: Vec::new(),
-        notify: false,
         last_cap,
         strict: spec.strict,
     })
-}
-
-impl Prepared {
-    /// Take the compiled seccomp filter the workload installs last.
-    pub fn with_filter(self, filter: &CompiledFilter) -> Self {
-        let program = filter
-            .instructions()
-            .map(|i| libc::sock_filter {
-                code: i.code,
-                jt: i.jt,
-                jf: i.jf,
-                k: i.k,
-            })
-            .collect();
-        Prepared {
-            filter: program,
-            notify: filter.notify,
-            ..self
-        }
-    }
 }
 
 /// Find the command like execvp would, but report 127/126 with a clear message instead of exec'ing.
@@ -143,19 +119,32 @@ fn resolve_command(spec: &SandboxSpec) -> StepResult<CString> {
         .map_err(|_| SetupError::other(Step::ResolveCommand, "NUL byte in path"))
 }
 
-/// Start the workload. Returns its pid once it has exec'd (or died trying), and the seccomp listener
-/// it left in the fd table we shared until its `execve`, if it created one.
+/// Start the workload, which installs `filter` last. Returns its pid once it has exec'd (or died
+/// trying), and the seccomp listener it left in the fd table we shared until its `execve`, if it
+/// created one.
 pub fn spawn(
     prepared: Prepared,
+    filter: &CompiledFilter,
     ipc: BorrowedFd<'_>,
 ) -> StepResult<(libc::pid_t, Option<OwnedFd>)> {
+    let program: Vec<libc::sock_filter> = filter
+        .instructions()
+        .map(|i| libc::sock_filter {
+            code: i.code,
+            jt: i.jt,
+            jf: i.jf,
+            k: i.k,
+        })
+        .collect();
+    let seccomp = (program.as_slice(), filter.notify);
     // Written by the child before its execve, read by us once it is done: memory is shared and we
     // sleep meanwhile (CLONE_VM | CLONE_VFORK).
     let listener: Cell<Option<RawFd>> = Cell::new(None);
     // The child takes `prepared` with it: the console and Landlock fds it closes are gone from the
     // fd table we share until its execve, and nothing of it is dropped again on our side.
-    let pid = sys::process::spawn_sharing_memory(|| harden_and_exec(prepared, ipc, &listener))
-        .step(
+    let pid =
+        sys::process::spawn_sharing_memory(|| harden_and_exec(prepared, seccomp, ipc, &listener))
+            .step(
             Step::SpawnWorkload,
             "clone(CLONE_VM|CLONE_VFORK|CLONE_FILES)",
         )?;
@@ -163,13 +152,18 @@ pub fn spawn(
 }
 
 /// The child: never returns.
-fn harden_and_exec(mut p: Prepared, ipc: BorrowedFd<'_>, listener: &Cell<Option<RawFd>>) -> ! {
+fn harden_and_exec(
+    mut p: Prepared,
+    (filter, notify): (&[libc::sock_filter], bool),
+    ipc: BorrowedFd<'_>,
+    listener: &Cell<Option<RawFd>>,
+) -> ! {
     let failure = match harden(&mut p) {
         Ok(()) => {
             // Our audit records are PID 1's to send (`PENDING_AUDITS`: we share its memory and
             // thread-local storage), after our execve: nothing of that is on our way to it.
             // Why last: the filter must cover execve itself, and nothing of nucleus's setup.
-            match sys::seccomp::install_filter(&p.filter, p.notify) {
+            match sys::seccomp::install_filter(filter, notify) {
                 Err(e) => SetupError::os(Step::Seccomp, "seccomp(SET_MODE_FILTER)", e),
                 Ok(fd) => {
                     // The listener stays in the fd table shared with PID 1, which hands it over

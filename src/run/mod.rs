@@ -133,8 +133,8 @@ fn supervise(
 ) -> Result<(i32, Learned), String> {
     let started = Instant::now();
 
-    // Events until the audit log exists: it is created once PID 1 runs, which does not wait for it
-    // (a new file costs ~0.1–0.2 ms on ext4).
+    // Events until the audit log exists: it is created once PID 1 runs, while it builds the root
+    // (a new file costs 0.1–0.5 ms on ext4), and before the filter, which PID 1 waits for.
     let mut early = vec![Event::audit(
         &spec.id,
         "sandbox_started",
