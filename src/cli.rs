@@ -6,6 +6,17 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::spec::{ContextMode, NetworkMode};
 
+mod fast;
+
+impl Cli {
+    /// Parse the process's arguments: `run` and `trace` lines without clap when they can be
+    /// (`fast`), clap otherwise, which also reports usage errors.
+    pub fn parse_args() -> Result<Self, clap::Error> {
+        let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        fast::parse(&args).map_or_else(|| Self::try_parse_from(args), Ok)
+    }
+}
+
 /// nucleus: a hardened Linux sandbox for exploring untrusted code.
 #[derive(Debug, Parser)]
 #[command(name = "nucleus", version, about)]

@@ -1,13 +1,11 @@
 //! The `nucleus` binary: parse the command line and dispatch.
 
-use clap::Parser;
-
 use nucleus::cli::{Cli, Command};
 
 fn main() {
     // Usage errors are nucleus failing, so they exit 125 like every other nucleus error (as docker run
     // does); --help and --version still exit 0.
-    let cli = Cli::try_parse().unwrap_or_else(|err| {
+    let cli = Cli::parse_args().unwrap_or_else(|err| {
         let code = if err.use_stderr() { 125 } else { 0 };
         let _ = err.print();
         std::process::exit(code);
