@@ -97,6 +97,12 @@ fn once<T>(slot: &mut Option<T>, value: Option<T>) -> Option<()> {
     }
 }
 
+/// Add to a repeatable option.
+fn push(list: &mut Vec<String>, value: Option<&str>) -> Option<()> {
+    list.push(value?.to_string());
+    Some(())
+}
+
 /// Set a flag once.
 fn flag(slot: &mut bool, inline: Option<&str>) -> Option<()> {
     if *slot || inline.is_some() {
@@ -149,21 +155,21 @@ impl Line {
                 &mut s.sample_interval_ms,
                 value(inline, tokens)?.parse().ok(),
             ),
-            "ro-bind" => Some(s.ro_bind.push(value(inline, tokens)?.to_string())),
-            "env" => Some(s.env.push(value(inline, tokens)?.to_string())),
+            "ro-bind" => push(&mut s.ro_bind, value(inline, tokens)),
+            "env" => push(&mut s.env, value(inline, tokens)),
             _ => None,
         }
     }
 
     /// `-e VALUE`, `-o FILE` (trace) or a run of `v`s; nothing bundled or attached.
-    fn short<'a>(
+    fn short(
         &mut self,
         short: &str,
-        tokens: &mut std::slice::Iter<'_, &'a str>,
+        tokens: &mut std::slice::Iter<'_, &str>,
         tracing: bool,
     ) -> Option<()> {
         match short {
-            "e" => Some(self.sandbox.env.push(value(None, tokens)?.to_string())),
+            "e" => push(&mut self.sandbox.env, value(None, tokens)),
             "o" if tracing => once(&mut self.output, value(None, tokens).map(PathBuf::from)),
             vs if vs.bytes().all(|b| b == b'v') => self.count_verbose(vs.len()),
             _ => None,
