@@ -228,9 +228,10 @@ fn normal_exit_leaves_no_process_or_cgroup() {
     }
 }
 
-/// Without a cgroup nucleus does not wait for PID 1's own exit (the kernel unmounting its root);
-/// but by the time it returns, every other process of the sandbox is gone: nothing left running
-/// writes to the context any more. (PID 1 kills and reaps them before it reports; the kernel's own
+/// Without a cgroup nucleus does not wait for PID 1's own exit (the kernel unmounting its root),
+/// nor for its own memory's teardown (its `nucleus-exit` child, which dies with it); but by the
+/// time it returns, every other process of the sandbox is gone: nothing left running writes to the
+/// context any more. (PID 1 kills and reaps them before it reports; the kernel's own
 /// kill at PID 1's exit comes less than a millisecond later, so this checks the guarantee, and
 /// would catch a supervisor that returned early, rather than pinning the mechanism.)
 #[test]
@@ -251,6 +252,9 @@ fn without_a_cgroup_nothing_but_an_exiting_pid_1_outlives_nucleus() {
         "PID 1, sh, the loop and sleep: {sandbox:?}"
     );
     let (pid1, rest) = sandbox.split_first().expect("PID 1");
+    let (teardown, rest): (Vec<u32>, Vec<u32>) =
+        rest.iter().partition(|p| comm(**p) == "nucleus-exit");
+    assert_eq!(teardown.len(), 1, "one teardown child: {sandbox:?}");
     drop(child.stdin.take()); // sh reads EOF and exits, leaving the loop and sleep running
     assert!(child.wait().expect("wait").success());
     let written = std::fs::metadata(&trail).expect("trail").len();
@@ -269,6 +273,14 @@ fn without_a_cgroup_nothing_but_an_exiting_pid_1_outlives_nucleus() {
         "the sandbox wrote after nucleus returned"
     );
     wait_until_gone(&[*pid1]);
+    wait_until_gone(&teardown);
+}
+
+/// A process's name (`/proc/PID/comm`), empty once it is gone.
+fn comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|c| c.trim_end().to_owned())
+        .unwrap_or_default()
 }
 
 /// The nucleus-created cgroup directories a process is in (v1 controllers and v2).

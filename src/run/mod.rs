@@ -245,7 +245,9 @@ fn supervise(
                "live_reports": seccomp.notify,
                "warnings": seccomp.warnings, "allow_ptrace": spec.seccomp.allow_ptrace}),
     ));
-    // Set up after the launch, while PID 1 builds the sandbox.
+    // Set up after the launch, while PID 1 builds the sandbox. Without the teardown child, our
+    // exit does that work before our caller has the exit status.
+    let _ = crate::sys::process::defer_exit_teardown();
     crate::telemetry::logging::init(verbose, false);
     let copiers = pipe_copiers(&mut sandbox);
     let source = match &cgroup {

@@ -292,6 +292,73 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// The name the `defer_exit_teardown` child shows in `ps`.
+const EXIT_TEARDOWN_NAME: &std::ffi::CStr = c"nucleus-exit";
+
+/// Hand the teardown of this process's memory and descriptor table to a sleeping child, so that
+/// our exit status reaches our parent before the kernel unmaps the memory and closes the files
+/// (~0.15–0.3 ms here, docs/BENCHMARKS.md). The child shares both (`CLONE_VM | CLONE_FILES`),
+/// dies of PDEATHSIG the moment we exit, and its own exit then does that work.
+///
+/// The child never returns to our code: it blocks every signal, asks for SIGKILL at our exit,
+/// names itself `nucleus-exit`, and sleeps, on a stack of its own. None of its calls can fail, so
+/// it never writes `errno`, which lives in the thread-local storage it shares with us. Call it
+/// once per process.
+pub fn defer_exit_teardown() -> io::Result<libc::pid_t> {
+    use std::sync::atomic::{AtomicI32, Ordering};
+    const STACK_WORDS: usize = 1024;
+    static mut STACK: [u128; STACK_WORDS] = [0; STACK_WORDS];
+    static PARENT: AtomicI32 = AtomicI32::new(0);
+    extern "C" fn sleep_until_parent_exits(_: *mut libc::c_void) -> libc::c_int {
+        let all: u64 = !0;
+        // SAFETY: syscalls with valid arguments only (a mask and a name that outlive the calls);
+        // SIGKILL ends the loop without returning to user code.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigprocmask,
+                libc::SIG_BLOCK,
+                &all as *const u64,
+                0usize,
+                8usize,
+            );
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            );
+            if libc::getppid() != PARENT.load(Ordering::Relaxed) {
+                // The parent is gone already: nothing to wait for.
+                libc::syscall(libc::SYS_exit, 0);
+            }
+            libc::prctl(libc::PR_SET_NAME, EXIT_TEARDOWN_NAME.as_ptr(), 0, 0, 0);
+            loop {
+                libc::pause();
+            }
+        }
+    }
+    // SAFETY: getpid cannot fail.
+    PARENT.store(unsafe { libc::getpid() }, Ordering::Relaxed);
+    // SAFETY: the child runs `sleep_until_parent_exits` on a static stack nothing else uses (one
+    // child per process), whose top is 16-byte aligned, and never returns to our frames.
+    let pid = unsafe {
+        let top = std::ptr::addr_of_mut!(STACK)
+            .cast::<u128>()
+            .add(STACK_WORDS);
+        libc::clone(
+            sleep_until_parent_exits,
+            top.cast(),
+            libc::CLONE_VM | libc::CLONE_FILES | libc::SIGCHLD,
+            std::ptr::null_mut(),
+        )
+    };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(pid)
+}
+
 /// Spawn a helper in its own session (so terminal signals aimed at nucleus do not reach it).
 pub fn spawn_detached(mut cmd: Command) -> io::Result<Child> {
     // SAFETY: setsid is async-signal-safe and touches no memory.
