@@ -37,8 +37,9 @@ pub enum FromInit {
     ContextUpper,
     /// The master side of the sandbox's console (fd attached).
     Console,
-    /// The seccomp notification listener (fd attached).
-    SeccompListener,
+    /// The workload has exec'd: the steps recorded since the last report (its own among them), and
+    /// the seccomp notification listener attached, if it made one.
+    WorkloadStarted(Vec<AuditRecord>),
     /// A setup step failed; the sandbox does not start.
     Failed(SetupFailure),
     /// The workload ended.
@@ -186,7 +187,12 @@ mod tests {
     fn messages_and_fds_round_trip() {
         let (a, b) = channel().expect("socketpair");
         let file = std::fs::File::open("/dev/null").expect("open");
-        send(a.as_fd(), &FromInit::SeccompListener, Some(file.as_fd())).expect("send");
+        send(
+            a.as_fd(),
+            &FromInit::WorkloadStarted(Vec::new()),
+            Some(file.as_fd()),
+        )
+        .expect("send");
         send(
             a.as_fd(),
             &FromInit::Exited {
@@ -197,7 +203,7 @@ mod tests {
         )
         .expect("send");
         let (first, fd) = recv::<FromInit>(b.as_fd()).expect("recv").expect("message");
-        assert!(matches!(first, FromInit::SeccompListener));
+        assert!(matches!(first, FromInit::WorkloadStarted(_)));
         assert!(fd.is_some());
         let (second, fd) = recv::<FromInit>(b.as_fd()).expect("recv").expect("message");
         assert!(matches!(

@@ -80,9 +80,14 @@ pub(crate) fn audit(event: &str, detail: serde_json::Value) {
     PENDING_AUDITS.with_borrow_mut(|pending| pending.push(record));
 }
 
+/// The recorded steps not sent yet, taken.
+pub(crate) fn take_audits() -> Vec<AuditRecord> {
+    PENDING_AUDITS.with_borrow_mut(std::mem::take)
+}
+
 /// Send the recorded steps; if the channel is gone there is nobody left to tell.
 pub(crate) fn send_audits(ipc: BorrowedFd<'_>) {
-    let pending = PENDING_AUDITS.with_borrow_mut(std::mem::take);
+    let pending = take_audits();
     if !pending.is_empty() {
         let _ = ipc::send(ipc, &FromInit::Audits(pending), None);
     }

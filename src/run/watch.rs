@@ -21,7 +21,7 @@ use nix::unistd::Pid;
 use super::console;
 use super::trace::Learned;
 use crate::events::{Event, EventKind};
-use crate::ipc::{self, FromInit, SetupFailure};
+use crate::ipc::{self, AuditRecord, FromInit, SetupFailure};
 use crate::seccomp::Policy;
 use crate::seccomp::notify::Responder;
 use crate::spec::SandboxSpec;
@@ -168,14 +168,9 @@ pub fn watch(
                 break 'serve;
             };
             match msg {
-                FromInit::Audits(records) => {
-                    for record in records {
-                        let mut event = Event::audit(id, &record.event, record.detail);
-                        event.ts = record.ts;
-                        log.emit(event);
-                    }
-                }
-                FromInit::SeccompListener => {
+                FromInit::Audits(records) => emit_audits(log, id, records),
+                FromInit::WorkloadStarted(records) => {
+                    emit_audits(log, id, records);
                     if let Some(fd) = fd {
                         listener = Listener::Idle(fd);
                     }
@@ -210,6 +205,15 @@ pub fn watch(
         log.emit(event);
     }
     Ok(outcome)
+}
+
+/// PID 1's audit records, as events stamped when the steps completed.
+fn emit_audits(log: &mut EventLog, id: &str, records: Vec<AuditRecord>) {
+    for record in records {
+        let mut event = Event::audit(id, &record.event, record.detail);
+        event.ts = record.ts;
+        log.emit(event);
+    }
 }
 
 /// A forwarded signal: SIGWINCH resizes the console, anything else goes to PID 1.
