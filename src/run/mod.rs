@@ -246,7 +246,7 @@ fn supervise(
                "warnings": seccomp.warnings, "allow_ptrace": spec.seccomp.allow_ptrace}),
     ));
     // Set up after the launch, while PID 1 builds the sandbox. Without the teardown child, our
-    // exit does that work before our caller has the exit status.
+    // exit unmaps our memory before our caller has the exit status.
     let _ = crate::sys::process::defer_exit_teardown();
     crate::telemetry::logging::init(verbose, false);
     let copiers = pipe_copiers(&mut sandbox);
