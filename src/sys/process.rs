@@ -312,8 +312,9 @@ pub fn defer_exit_teardown() -> io::Result<libc::pid_t> {
     static PARENT: AtomicI32 = AtomicI32::new(0);
     extern "C" fn sleep_until_parent_exits(_: *mut libc::c_void) -> libc::c_int {
         let all: u64 = !0;
-        // SAFETY: syscalls with valid arguments only (a mask and a name that outlive the calls);
-        // SIGKILL ends the loop without returning to user code.
+        // SAFETY: syscalls with valid arguments only (a mask and a name that outlive the calls; the
+        // descriptors closed are this child's copies); SIGKILL ends the loop without returning to
+        // user code.
         unsafe {
             libc::syscall(
                 libc::SYS_rt_sigprocmask,
@@ -322,6 +323,7 @@ pub fn defer_exit_teardown() -> io::Result<libc::pid_t> {
                 0usize,
                 8usize,
             );
+            libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
             libc::prctl(
                 libc::PR_SET_PDEATHSIG,
                 libc::SIGKILL as libc::c_ulong,
