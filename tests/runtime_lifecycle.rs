@@ -255,6 +255,10 @@ fn without_a_cgroup_nothing_but_an_exiting_pid_1_outlives_nucleus() {
     let (teardown, rest): (Vec<u32>, Vec<u32>) =
         rest.iter().partition(|p| comm(**p) == "nucleus-exit");
     assert_eq!(teardown.len(), 1, "one teardown child: {sandbox:?}");
+    let held = std::fs::read_dir(format!("/proc/{}/fd", teardown[0]))
+        .expect("the teardown child's fds")
+        .count();
+    assert_eq!(held, 0, "the teardown child holds no descriptor");
     drop(child.stdin.take()); // sh reads EOF and exits, leaving the loop and sleep running
     assert!(child.wait().expect("wait").success());
     let written = std::fs::metadata(&trail).expect("trail").len();
