@@ -93,14 +93,22 @@ pub(crate) fn send_audits(ipc: BorrowedFd<'_>) {
     }
 }
 
-/// PID 1's first steps: tie its life to the supervisor, take its stdio, wait for the id maps, become
+/// PID 1's first steps: tie its life to the supervisor, wait for the id maps, take its stdio, become
 /// container root and enter a cgroup namespace.
 fn enter(spec: &SandboxSpec, ipc: BorrowedFd<'_>, stdio: [Option<OwnedFd>; 3]) -> StepResult<()> {
     // Why first: if the supervisor is gone (now, or at any later point), nobody would ever reap or
     // stop this sandbox.
     process::die_with_parent(ipc).step(Step::DieWithParent, "PR_SET_PDEATHSIG")?;
-    // Why before the id maps: none of these needs them, and the supervisor writes them meanwhile.
-    // A new session keeps host job-control signals and the host tty away from the sandbox.
+    match ipc::recv::<ToInit>(ipc).step(Step::IdMaps, "waiting for id maps")? {
+        Some((ToInit::IdsMapped, _)) => {}
+        _ => {
+            return Err(SetupError::other(
+                Step::IdMaps,
+                "the supervisor did not write the id maps",
+            ));
+        }
+    }
+    // Why: a new session keeps host job-control signals and the host tty away from the sandbox.
     process::new_session().step(Step::Stdio, "setsid")?;
     for (n, fd) in stdio.iter().enumerate() {
         if let Some(fd) = fd {
@@ -111,15 +119,6 @@ fn enter(spec: &SandboxSpec, ipc: BorrowedFd<'_>, stdio: [Option<OwnedFd>; 3]) -
     // Why: the supervisor's descriptors (its logs, the host terminal) were copied by the clone; nothing
     // but stdio and the channel may reach the sandbox.
     process::close_fds_except(3, &[ipc.as_raw_fd()]).step(Step::Stdio, "close_range")?;
-    match ipc::recv::<ToInit>(ipc).step(Step::IdMaps, "waiting for id maps")? {
-        Some((ToInit::IdsMapped, _)) => {}
-        _ => {
-            return Err(SetupError::other(
-                Step::IdMaps,
-                "the supervisor did not write the id maps",
-            ));
-        }
-    }
     become_container_root(spec)?;
     // Why again: changing the effective uid clears PDEATHSIG, and we must still die with the supervisor.
     process::die_with_parent(ipc).step(Step::DieWithParent, "PR_SET_PDEATHSIG")?;
