@@ -304,12 +304,16 @@ const EXIT_TEARDOWN_NAME: &std::ffi::CStr = c"nucleus-exit";
 /// The child never returns to our code: it blocks every signal, closes its descriptors, asks for
 /// SIGKILL at our exit, names itself `nucleus-exit`, and sleeps, on a stack of its own. None of
 /// its calls can fail, so it never writes `errno`, which lives in the thread-local storage it
-/// shares with us. Call it once per process.
+/// shares with us. One child per process: a second call is refused (its stack is the first's).
 pub fn defer_exit_teardown() -> io::Result<libc::pid_t> {
-    use std::sync::atomic::{AtomicI32, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
     const STACK_WORDS: usize = 1024;
     static mut STACK: [u128; STACK_WORDS] = [0; STACK_WORDS];
     static PARENT: AtomicI32 = AtomicI32::new(0);
+    static STARTED: AtomicBool = AtomicBool::new(false);
+    if STARTED.swap(true, Ordering::Relaxed) {
+        return Err(io::Error::from(io::ErrorKind::AlreadyExists));
+    }
     extern "C" fn sleep_until_parent_exits(_: *mut libc::c_void) -> libc::c_int {
         let all: u64 = !0;
         // SAFETY: syscalls with valid arguments only (a mask and a name that outlive the calls; the
@@ -344,7 +348,8 @@ pub fn defer_exit_teardown() -> io::Result<libc::pid_t> {
     // SAFETY: getpid cannot fail.
     PARENT.store(unsafe { libc::getpid() }, Ordering::Relaxed);
     // SAFETY: the child runs `sleep_until_parent_exits` on a static stack nothing else uses (one
-    // child per process), whose top is 16-byte aligned, and never returns to our frames.
+    // child per process, checked above), whose top is 16-byte aligned, and never returns to our
+    // frames.
     let pid = unsafe {
         let top = std::ptr::addr_of_mut!(STACK)
             .cast::<u128>()
